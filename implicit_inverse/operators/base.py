@@ -360,6 +360,8 @@ class _Sum(LinearOperator):
         return self.left.input_shape(shape)
 
     def _check_input_shape(self, shape):
+        self.left._check_input_shape(shape)
+        self.right._check_input_shape(shape)
         self.output_shape(shape)
 
     def __repr__(self):

@@ -163,6 +163,9 @@ class Blur(LinearOperator):
         return _in_fft_precision(self._filter, y, conjugate=True)
 
     def _solve_normal(self, b, lam, max_iter=200, tol=1e-8):
+        return _in_fft_precision(self._solve_normal_fft, b, lam=lam, max_iter=max_iter, tol=tol)
+
+    def _solve_normal_fft(self, b, lam, max_iter=200, tol=1e-8):
         if self.boundary != "circular":
             return super()._solve_normal(b, lam, max_iter=max_iter, tol=tol)
         height, width = b.shape[-2:]

@@ -1,0 +1,166 @@
+"""Gradient strategies: how the loss at the fixed point reaches the parameters.
+
+Every strategy has one method, ``attach(fixed_point_map, x_star, d, x0, forward_stats)``, that
+returns a tensor with the value of the fixed point and exactly the autograd graph it needs:
+
+- :class:`JFB` (Jacobian-free backpropagation): one differentiable application of ``T`` at the
+  detached fixed point; ``dT/dx`` is treated as zero. Memory and cost do not depend on the
+  number of forward iterations.
+- :class:`Exact`: the implicit-function-theorem gradient. The backward pass solves
+  ``g = J^T g + dL/dx*`` (``J = dT/dx`` at ``x*``) with a fixed-point solver and
+  vector-Jacobian products, then backpropagates ``g`` through one application of ``T``.
+- :class:`Unrolled`: backpropagation through the iterations of plain fixed-point iteration from
+  the starting point (memory grows with the number of iterations).
+"""
+
+from __future__ import annotations
+
+import abc
+import numbers
+
+import torch
+
+from .solvers import get_solver
+
+
+class GradientStrategy(abc.ABC):
+    """Interface of the gradient strategies.
+
+    Attributes
+    ----------
+    last_stats : SolverStats or None
+        Statistics of the last backward solve (``Exact`` only).
+    """
+
+    name = "strategy"
+
+    def __init__(self):
+        self.last_stats = None
+
+    @abc.abstractmethod
+    def attach(self, fixed_point_map, x_star, d, x0, forward_stats):
+        """Return ``x*`` (N, C, H, W) carrying the strategy's autograd graph.
+
+        Parameters
+        ----------
+        fixed_point_map : FixedPointMap
+        x_star : torch.Tensor of shape (N, C, H, W)
+            The fixed point found without a graph.
+        d : torch.Tensor
+            Measurements.
+        x0 : torch.Tensor of shape (N, C, H, W)
+            Starting point of the forward solve.
+        forward_stats : SolverStats
+            Statistics of the forward solve.
+        """
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class JFB(GradientStrategy):
+    """Jacobian-free backpropagation: one differentiable step at the detached fixed point."""
+
+    name = "jfb"
+
+    def attach(self, fixed_point_map, x_star, d, x0, forward_stats):
+        return fixed_point_map(x_star.detach(), d)
+
+
+class Exact(GradientStrategy):
+    """Implicit-function-theorem gradient through an adjoint fixed-point solve.
+
+    Parameters
+    ----------
+    solver : str or FixedPointSolver, default "anderson"
+        Solver of the adjoint equation ``g = J^T g + dL/dx*``.
+    max_iter : int, default 50
+        Cap on vector-Jacobian products per sample.
+    tol : float, default 1e-4
+        Relative residual of the adjoint solve.
+    warn : bool, default True
+        Emit a ``ConvergenceWarning`` when the adjoint solve does not converge.
+    """
+
+    name = "exact"
+
+    def __init__(self, solver="anderson", max_iter=50, tol=1e-4, warn=True):
+        super().__init__()
+        self.solver = get_solver(solver)
+        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) \
+                or max_iter < 1:
+            raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+        if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
+            raise ValueError(f"tol must be a number >= 0, got {tol!r}")
+        self.max_iter = int(max_iter)
+        self.tol = float(tol)
+        self.warn = bool(warn)
+
+    def __repr__(self):
+        return f"Exact(max_iter={self.max_iter}, tol={self.tol})"
+
+    def attach(self, fixed_point_map, x_star, d, x0, forward_stats):
+        x_star = x_star.detach()
+        output = fixed_point_map(x_star, d)
+        if not output.requires_grad:
+            return output
+        z = x_star.clone().requires_grad_()
+        with torch.enable_grad():
+            mapped = fixed_point_map(z, d.detach())
+
+        def adjoint_solve(upstream):
+            def step(g_active, index):
+                full = torch.zeros_like(upstream)
+                full[index] = g_active
+                vjp = torch.autograd.grad(mapped, z, full, retain_graph=True)[0]
+                return vjp[index] + upstream[index]
+
+            g, self.last_stats = self.solver.solve(step, upstream, self.max_iter, self.tol,
+                                                   warn=self.warn)
+            return g
+
+        output.register_hook(adjoint_solve)
+        return output
+
+
+class Unrolled(GradientStrategy):
+    """Backpropagation through plain iterations ``x_{k+1} = T(x_k)`` from the starting point.
+
+    Parameters
+    ----------
+    steps : int or None, default None
+        Number of differentiable iterations; None uses as many as the forward solve took on
+        its slowest sample. The value returned is the last iterate, not the solver's ``x*``.
+    """
+
+    name = "unrolled"
+
+    def __init__(self, steps=None):
+        super().__init__()
+        if steps is not None and (isinstance(steps, bool)
+                                  or not isinstance(steps, numbers.Integral) or steps < 1):
+            raise ValueError(f"steps must be an integer >= 1 or None, got {steps!r}")
+        self.steps = steps
+
+    def __repr__(self):
+        return f"Unrolled(steps={self.steps})"
+
+    def attach(self, fixed_point_map, x_star, d, x0, forward_stats):
+        steps = self.steps or max(int(forward_stats.iterations.max()), 1)
+        x = x0.detach()
+        for _ in range(steps):
+            x = fixed_point_map(x, d)
+        return x
+
+
+STRATEGIES = {"jfb": JFB, "exact": Exact, "unrolled": Unrolled}
+
+
+def get_gradient(gradient):
+    """Return a strategy from a name in ``STRATEGIES`` or a :class:`GradientStrategy`."""
+    if isinstance(gradient, GradientStrategy):
+        return gradient
+    if isinstance(gradient, str) and gradient in STRATEGIES:
+        return STRATEGIES[gradient]()
+    raise ValueError(f"gradient must be one of {sorted(STRATEGIES)} or a GradientStrategy "
+                     f"instance, got {gradient!r}")

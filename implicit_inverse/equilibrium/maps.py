@@ -1,0 +1,136 @@
+"""Fixed-point maps ``T(x; d)`` whose fixed points are the reconstructions.
+
+Only the DE-GRAD gradient step is provided; a proximal map would subclass :class:`FixedPointMap`
+with its own ``forward``.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import numbers
+
+import torch
+from torch import nn
+
+from ..operators import LinearOperator
+
+INITIALIZERS = ("adjoint", "tikhonov")
+
+
+class FixedPointMap(nn.Module, abc.ABC):
+    """Base class of a map ``T(x; d)``: ``forward(x, d)`` and ``initial_point(d)``."""
+
+    @abc.abstractmethod
+    def forward(self, x, d):
+        """One application ``T(x; d)``, shaped like ``x``."""
+
+    @abc.abstractmethod
+    def initial_point(self, d):
+        """Starting point ``x0`` of the fixed-point solve for measurements ``d``."""
+
+
+class GradientStep(FixedPointMap):
+    r"""The DE-GRAD step, optionally preconditioned.
+
+    .. math:: T(x; d) = x - \eta \, P \, \big(A^\top (A x - d) + R_\theta(x)\big)
+
+    with ``P = I`` (plain gradient step) or ``P = (A^T A + lam I)^{-1}`` (``precondition=True``;
+    a closed form through the FFT for circular blur, masks and downsampling).
+
+    The fixed points do not depend on ``eta`` or ``P``: they solve
+    ``A^T (A x - d) + R(x) = 0``. ``eta`` and ``P`` set how fast (and whether) the iteration
+    contracts towards them.
+
+    Parameters
+    ----------
+    operator : LinearOperator
+        The forward model ``A``.
+    regularizer : torch.nn.Module
+        ``R_theta``: image (N, C, H, W) -> image of the same shape.
+    eta : float, default 1.0
+        Step size, > 0. Without preconditioning ``eta < 2 / ||A||^2`` is needed for contraction;
+        with it, ``eta < 2`` when ``R`` is close to ``lam * x``.
+    precondition : bool, default False
+        Use ``P = (A^T A + lam I)^{-1}``; requires ``lam``.
+    lam : float, optional
+        Tikhonov weight of the preconditioner and of the ``"tikhonov"`` initializer, > 0.
+    initializer : {"adjoint", "tikhonov"} or callable, default "adjoint"
+        Starting point: ``A^T d``, the Tikhonov solution ``(A^T A + lam I)^{-1} A^T d``, or a
+        callable ``d -> x0`` returning a tensor shaped like ``A^T d``.
+    learn_step : bool, default False
+        Make the step a trainable parameter ``eta_eff = 2 * eta * sigmoid(rho)`` (initialised at
+        ``eta``, kept in ``(0, 2 eta)``).
+    """
+
+    def __init__(self, operator, regularizer, eta=1.0, precondition=False, lam=None,
+                 initializer="adjoint", learn_step=False):
+        super().__init__()
+        if not isinstance(operator, LinearOperator):
+            raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
+        if not isinstance(regularizer, nn.Module):
+            raise TypeError(
+                f"regularizer must be a torch.nn.Module, got {type(regularizer).__name__}")
+        _check_positive_finite(eta, "eta")
+        if lam is not None:
+            _check_positive_finite(lam, "lam")
+        if precondition and lam is None:
+            raise ValueError("precondition=True needs lam (the preconditioner's Tikhonov weight)")
+        if not callable(initializer) and initializer not in INITIALIZERS:
+            raise ValueError(
+                f"initializer must be one of {INITIALIZERS} or a callable, got {initializer!r}")
+        if initializer == "tikhonov" and lam is None:
+            raise ValueError("initializer='tikhonov' needs lam")
+        self.operator = operator
+        self.regularizer = regularizer
+        self.eta = float(eta)
+        self.precondition = bool(precondition)
+        self.lam = None if lam is None else float(lam)
+        self.initializer = initializer
+        self.learn_step = bool(learn_step)
+        self.step_logit = nn.Parameter(torch.zeros(()), requires_grad=self.learn_step)
+
+    @property
+    def step(self):
+        """The effective step size (a 0-d tensor)."""
+        if not self.learn_step:
+            return torch.tensor(self.eta)
+        return 2.0 * self.eta * torch.sigmoid(self.step_logit)
+
+    def gradient(self, x, d):
+        """``A^T (A x - d) + R(x)``, shaped like ``x`` (N, C, H, W)."""
+        return self.operator.adjoint(self.operator(x) - d) + self.regularizer(x)
+
+    def forward(self, x, d):
+        """One step ``T(x; d)``.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (N, C, H, W)
+            Current iterate.
+        d : torch.Tensor of shape (N, C, H', W')
+            Measurements (``H', W'`` from ``operator.output_shape``).
+
+        Returns
+        -------
+        torch.Tensor of shape (N, C, H, W)
+        """
+        direction = self.gradient(x, d)
+        if self.precondition:
+            direction = self.operator.solve_normal(direction, self.lam)
+        return x - self.step.to(x.dtype) * direction
+
+    def initial_point(self, d):
+        """Starting point ``x0`` for measurements ``d`` (N, C, H', W') -> (N, C, H, W)."""
+        if callable(self.initializer):
+            return self.initializer(d)
+        adjoint = self.operator.adjoint(d)
+        if self.initializer == "tikhonov":
+            return self.operator.solve_normal(adjoint, self.lam)
+        return adjoint
+
+
+def _check_positive_finite(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")

@@ -1,0 +1,306 @@
+"""Fixed-point solvers that never iterate silently to their cap.
+
+A solver finds ``x = f(x)`` for a batch of independent samples. ``f`` is called as
+``f(x_active, index)`` on the samples that have not converged yet (``index`` holds their
+positions in the batch), so converged samples are frozen and cost nothing. Solvers run under
+``torch.no_grad()``, keep the lowest-residual iterate of each sample, stop samples whose residual
+becomes non-finite or grows far above its best value (divergence), and return
+:class:`SolverStats`. A :class:`ConvergenceWarning` is emitted whenever a sample ends unconverged.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+import numbers
+import warnings
+
+import torch
+
+
+class ConvergenceWarning(UserWarning):
+    """A fixed-point solve ended above its tolerance (cap reached or divergence)."""
+
+
+@dataclasses.dataclass
+class SolverStats:
+    """Per-sample statistics of one fixed-point solve (tensors on the CPU).
+
+    Attributes
+    ----------
+    iterations : torch.Tensor of shape (B,), int64
+        Evaluations of the map for each sample.
+    residual : torch.Tensor of shape (B,)
+        Relative residual ``||f(x) - x|| / ||x||`` of the returned iterate.
+    converged : torch.Tensor of shape (B,), bool
+        Residual at or below ``tol``.
+    diverged : torch.Tensor of shape (B,), bool
+        Stopped early because the residual became non-finite or the step ``||f(x) - x||``
+        grew above ``divergence_ratio`` times its smallest value.
+    history : torch.Tensor of shape (B, K)
+        Residual at every iteration, NaN after a sample stopped (K = iterations of the longest).
+    tol : float
+    max_iter : int
+    """
+
+    iterations: torch.Tensor
+    residual: torch.Tensor
+    converged: torch.Tensor
+    diverged: torch.Tensor
+    history: torch.Tensor
+    tol: float
+    max_iter: int
+
+    @property
+    def n_evaluations(self):
+        """Total number of per-sample map evaluations (the cost of the solve)."""
+        return int(self.iterations.sum())
+
+    def summary(self):
+        """Batch summary: mean and max iterations, mean and max residual, share converged."""
+        return {
+            "iterations_mean": float(self.iterations.float().mean()),
+            "iterations_max": int(self.iterations.max()),
+            "residual_mean": float(self.residual.mean()),
+            "residual_max": float(self.residual.max()),
+            "converged_share": float(self.converged.float().mean()),
+            "diverged": int(self.diverged.sum()),
+        }
+
+    @classmethod
+    def concatenate(cls, parts):
+        """Join the stats of consecutive chunks of one batch (histories padded with NaN)."""
+        width = max(part.history.shape[1] for part in parts)
+        histories = [torch.nn.functional.pad(part.history, (0, width - part.history.shape[1]),
+                                             value=math.nan) for part in parts]
+        return cls(
+            iterations=torch.cat([part.iterations for part in parts]),
+            residual=torch.cat([part.residual for part in parts]),
+            converged=torch.cat([part.converged for part in parts]),
+            diverged=torch.cat([part.diverged for part in parts]),
+            history=torch.cat(histories),
+            tol=parts[0].tol,
+            max_iter=parts[0].max_iter,
+        )
+
+
+class FixedPointSolver(abc.ABC):
+    """Shared loop of the solvers; subclasses only choose the next iterate.
+
+    Parameters
+    ----------
+    divergence_ratio : float, default 100.0
+        A sample is declared diverged when its step ``||f(x) - x||`` exceeds this multiple of
+        its smallest one.
+    """
+
+    def __init__(self, divergence_ratio=100.0):
+        _check_real(divergence_ratio, "divergence_ratio", low=1.0)
+        self.divergence_ratio = float(divergence_ratio)
+
+    @abc.abstractmethod
+    def _start(self, x0):
+        """Reset the solver's memory for a batch shaped like ``x0``."""
+
+    @abc.abstractmethod
+    def _next(self, x, fx, index, iteration):
+        """Next iterates of the still-active samples ``index`` from ``x`` and ``f(x)``."""
+
+    def solve(self, f, x0, max_iter=50, tol=1e-4, warn=True):
+        """Find fixed points ``x = f(x)`` for every sample of ``x0``.
+
+        Parameters
+        ----------
+        f : callable ``(x_active, index) -> f(x_active)``
+            ``x_active`` of shape (B', ...) holds the samples at positions ``index`` (int64
+            tensor of shape (B',)) of the batch.
+        x0 : torch.Tensor of shape (B, ...)
+            Starting points.
+        max_iter : int, default 50
+            Cap on the evaluations of ``f`` per sample.
+        tol : float, default 1e-4
+            Relative residual ``||f(x) - x|| / ||x||`` at which a sample has converged.
+        warn : bool, default True
+            Emit a :class:`ConvergenceWarning` when a sample ends unconverged.
+
+        Returns
+        -------
+        x_star : torch.Tensor of shape (B, ...)
+            Lowest-residual iterate of each sample (the starting point if the residual never
+            went down: always finite when ``x0`` is).
+        stats : SolverStats
+        """
+        _check_real(tol, "tol", low=0.0)
+        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) \
+                or max_iter < 1:
+            raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+        with torch.no_grad():
+            return self._solve(f, x0, int(max_iter), float(tol), warn)
+
+    def _solve(self, f, x0, max_iter, tol, warn):
+        batch = x0.shape[0]
+        device = x0.device
+        x = x0.clone()
+        best_x = x0.clone()
+        best_residual = torch.full((batch,), math.inf, device=device)
+        best_step = torch.full((batch,), math.inf, device=device)
+        iterations = torch.zeros(batch, dtype=torch.long, device=device)
+        done = torch.zeros(batch, dtype=torch.bool, device=device)
+        converged = torch.zeros_like(done)
+        diverged = torch.zeros_like(done)
+        history = []
+        self._start(x0)
+        for iteration in range(max_iter):
+            index = torch.nonzero(~done).squeeze(1)
+            if index.numel() == 0:
+                break
+            x_active = x[index]
+            fx_active = f(x_active, index)
+            step, residual = _residuals(fx_active, x_active)
+            iterations[index] += 1
+            row = torch.full((batch,), math.nan, device=device)
+            row[index] = residual.float()
+            history.append(row)
+
+            improved = residual < best_residual[index]
+            best_residual[index[improved]] = residual[improved].float()
+            best_x[index[improved]] = x_active[improved]
+
+            best_step[index] = torch.minimum(best_step[index], step.float())
+            is_converged = residual <= tol
+            is_diverged = ~torch.isfinite(residual) | (
+                step > self.divergence_ratio * best_step[index])
+            is_diverged &= ~is_converged
+            converged[index[is_converged]] = True
+            diverged[index[is_diverged]] = True
+            stopped = is_converged | is_diverged
+            done[index[stopped]] = True
+            going = ~stopped
+            if bool(going.any()):
+                x[index[going]] = self._next(x_active[going], fx_active[going], index[going],
+                                             iteration)
+        final = torch.where(torch.isfinite(best_residual), best_residual,
+                            torch.full_like(best_residual, math.inf))
+        stats = SolverStats(
+            iterations=iterations.cpu(), residual=final.cpu(), converged=converged.cpu(),
+            diverged=diverged.cpu(),
+            history=torch.stack(history, dim=1).cpu() if history
+            else torch.empty(batch, 0),
+            tol=tol, max_iter=max_iter)
+        if warn:
+            warn_if_unconverged(stats, stacklevel=4)
+        return best_x, stats
+
+
+def warn_if_unconverged(stats, stacklevel=2):
+    """Emit a :class:`ConvergenceWarning` describing unconverged samples, if any."""
+    n_bad = int((~stats.converged).sum())
+    if n_bad == 0:
+        return
+    n_diverged = int(stats.diverged.sum())
+    worst = float(stats.residual.max())
+    warnings.warn(
+        f"fixed-point solve: {n_bad} of {len(stats.converged)} samples did not reach tol="
+        f"{stats.tol:g} within max_iter={stats.max_iter} ({n_diverged} diverged; worst relative "
+        f"residual {worst:.3g}); their lowest-residual iterate is returned. Reduce eta or raise "
+        "max_iter.", ConvergenceWarning, stacklevel=stacklevel)
+
+
+class ForwardIteration(FixedPointSolver):
+    """Plain fixed-point iteration ``x_{k+1} = f(x_k)``."""
+
+    def _start(self, x0):
+        pass
+
+    def _next(self, x, fx, index, iteration):
+        return fx
+
+
+class Anderson(FixedPointSolver):
+    """Anderson acceleration (type II) with a bounded memory.
+
+    Parameters
+    ----------
+    memory : int, default 5
+        Number of past iterates ``m`` combined; the solver holds ``2 m`` tensors per sample.
+    mixing : float, default 1.0
+        Weight ``beta`` in (0, 1] of the mapped iterates in the combination.
+    regularization : float, default 1e-8
+        Tikhonov weight of the small least-squares system, relative to its scale.
+    divergence_ratio : float, default 100.0
+        See :class:`FixedPointSolver`.
+
+    Notes
+    -----
+    When the least-squares system is singular or yields non-finite weights for a sample, that
+    sample takes a plain step ``f(x)`` instead.
+    """
+
+    def __init__(self, memory=5, mixing=1.0, regularization=1e-8, divergence_ratio=100.0):
+        super().__init__(divergence_ratio)
+        if isinstance(memory, bool) or not isinstance(memory, numbers.Integral) or memory < 1:
+            raise ValueError(f"memory must be an integer >= 1, got {memory!r}")
+        _check_real(mixing, "mixing", low=0.0, open_low=True, high=1.0)
+        _check_real(regularization, "regularization", low=0.0)
+        self.memory = int(memory)
+        self.mixing = float(mixing)
+        self.regularization = float(regularization)
+
+    def _start(self, x0):
+        shape = (x0.shape[0], self.memory, x0[0].numel())
+        self._xs = torch.zeros(shape, dtype=x0.dtype, device=x0.device)
+        self._fs = torch.zeros_like(self._xs)
+
+    def _next(self, x, fx, index, iteration):
+        slot = iteration % self.memory
+        self._xs[index, slot] = x.flatten(1)
+        self._fs[index, slot] = fx.flatten(1)
+        stored = min(iteration + 1, self.memory)
+        if stored < 2:
+            return fx
+        xs, fs = self._xs[index, :stored], self._fs[index, :stored]
+        gs = fs - xs                                           # (b, m, n)
+        gram = gs @ gs.transpose(1, 2)                         # (b, m, m)
+        scale = gram.diagonal(dim1=1, dim2=2).mean(1).clamp_min(torch.finfo(gram.dtype).tiny)
+        gram = gram + (self.regularization * scale)[:, None, None] * torch.eye(
+            stored, dtype=gram.dtype, device=gram.device)
+        ones = torch.ones(len(index), stored, 1, dtype=gram.dtype, device=gram.device)
+        # minimise ||sum_i a_i g_i|| subject to sum_i a_i = 1
+        solution, info = torch.linalg.solve_ex(gram, ones)
+        weights = solution.squeeze(2)
+        weights = weights / weights.sum(1, keepdim=True)
+        ok = (info == 0) & torch.isfinite(weights).all(1)
+        weights = torch.where(ok[:, None], weights, torch.zeros_like(weights))
+        mixed = self.mixing * (weights[:, None] @ fs) + (1 - self.mixing) * (weights[:, None] @ xs)
+        mixed = mixed.reshape(fx.shape)
+        return torch.where(ok.reshape(-1, *([1] * (fx.ndim - 1))), mixed, fx)
+
+
+SOLVERS = {"forward": ForwardIteration, "anderson": Anderson}
+
+
+def get_solver(solver):
+    """Return a solver instance from a name in ``SOLVERS`` or a :class:`FixedPointSolver`."""
+    if isinstance(solver, FixedPointSolver):
+        return solver
+    if isinstance(solver, str) and solver in SOLVERS:
+        return SOLVERS[solver]()
+    raise ValueError(
+        f"solver must be one of {sorted(SOLVERS)} or a FixedPointSolver instance, got {solver!r}")
+
+
+def _residuals(fx, x):
+    """Absolute ``||f(x) - x||`` and relative ``||f(x) - x|| / ||x||`` per sample."""
+    difference = (fx - x).flatten(1).norm(dim=1)
+    size = x.flatten(1).norm(dim=1)
+    return difference, difference / (size + torch.finfo(x.dtype).tiny)
+
+
+def _check_real(value, name, low, high=None, open_low=False):
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+    ok = ok and (value > low if open_low else value >= low)
+    ok = ok and (high is None or value <= high)
+    if not ok:
+        bound = f"{'>' if open_low else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")

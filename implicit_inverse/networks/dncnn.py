@@ -1,0 +1,132 @@
+"""DnCNN-style convolutional regularizers ``R_theta`` (image -> residual image)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+
+def _check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+class DnCNN(nn.Module):
+    """A DnCNN stack: conv-ReLU layers that output a residual image of the input's shape.
+
+    Parameters
+    ----------
+    depth : int, default 6
+        Number of convolutions (>= 2): one input layer, ``depth - 2`` hidden layers, one output
+        layer.
+    width : int, default 24
+        Feature channels of the hidden layers (24 runs much faster than 32 on small CPUs).
+    channels : int, default 1
+        Image channels C.
+    kernel_size : int, default 3
+        Odd convolution size.
+    spectral_norm : bool, default False
+        Constrain every convolution's reshaped weight matrix to spectral norm 1
+        (``torch.nn.utils.parametrizations.spectral_norm``), which bounds the Lipschitz constant
+        (see :meth:`lipschitz_bound`) and helps the fixed-point map stay contractive.
+    zero_output : bool, default True
+        Initialise the output layer at zero, so the untrained network returns zeros: the implicit
+        model then starts exactly at its classical (Tikhonov) counterpart.
+
+    Shapes
+    ------
+    Input and output: (N, channels, H, W).
+    """
+
+    def __init__(self, depth=6, width=24, channels=1, kernel_size=3, spectral_norm=False,
+                 zero_output=True):
+        super().__init__()
+        _check_positive_int(depth, "depth")
+        _check_positive_int(width, "width")
+        _check_positive_int(channels, "channels")
+        _check_positive_int(kernel_size, "kernel_size")
+        if depth < 2:
+            raise ValueError(f"depth must be >= 2, got {depth}")
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        self.channels = channels
+        sizes = [channels] + [width] * (depth - 1) + [channels]
+        layers = []
+        for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            conv = nn.Conv2d(n_in, n_out, kernel_size, padding=kernel_size // 2,
+                             padding_mode="circular")
+            if zero_output and index == depth - 1:
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
+            if spectral_norm:
+                conv = _spectral_norm(conv)
+            layers.append(conv)
+            if index < depth - 1:
+                layers.append(nn.ReLU())
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x):
+        """Residual image R(x), shaped like ``x`` (N, C, H, W)."""
+        return self.body(x)
+
+    def lipschitz_bound(self):
+        """An upper bound of the Lipschitz constant of the network (as a map of images).
+
+        Uses ``||conv|| <= sqrt(kh * kw) * ||W||_2`` for each convolution (``W`` reshaped to
+        (out, in * kh * kw)) and 1 for ReLU.
+
+        Returns
+        -------
+        float
+        """
+        bound = 1.0
+        for module in self.body:
+            if isinstance(module, nn.Conv2d):
+                weight = module.weight.detach()
+                kh, kw = weight.shape[-2:]
+                sigma = torch.linalg.matrix_norm(weight.flatten(1), ord=2)
+                bound *= math.sqrt(kh * kw) * float(sigma)
+        return bound
+
+
+class TikhonovPlusNetwork(nn.Module):
+    """The regularizer ``R(x) = alpha * x + network(x)`` with a learnable ``alpha > 0``.
+
+    With ``network`` returning zeros at initialisation (``DnCNN(zero_output=True)``) the
+    implicit model's fixed point is exactly the Tikhonov solution with weight ``alpha``, and
+    training can only move away from that baseline when it lowers the loss.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        Image -> image of the same shape.
+    alpha : float, default 1e-2
+        Initial Tikhonov weight, > 0 (kept positive through a softplus).
+    learn_alpha : bool, default True
+        Train ``alpha`` with the network.
+    """
+
+    def __init__(self, network, alpha=1e-2, learn_alpha=True):
+        super().__init__()
+        if not isinstance(network, nn.Module):
+            raise TypeError(f"network must be a torch.nn.Module, got {type(network).__name__}")
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) \
+                or not math.isfinite(alpha) or alpha <= 0:
+            raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
+        self.network = network
+        # softplus^{-1}(alpha), stable for small alpha
+        raw = torch.tensor(float(alpha)).expm1().log() if alpha < 20 else torch.tensor(float(alpha))
+        self.raw_alpha = nn.Parameter(raw.reshape(()), requires_grad=learn_alpha)
+
+    @property
+    def alpha(self):
+        """The current Tikhonov weight (a 0-d tensor)."""
+        return nn.functional.softplus(self.raw_alpha)
+
+    def forward(self, x):
+        """``alpha * x + network(x)``, shaped like ``x`` (N, C, H, W)."""
+        return self.alpha.to(x.dtype) * x + self.network(x)
