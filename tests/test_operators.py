@@ -249,9 +249,15 @@ def test_algebra_matches_its_definition(case, seed):
 def test_norm_matches_dense_largest_singular_value(case):
     op, shape = case
     shape = single_channel(shape)
-    expected = np.linalg.svd(dense_matrix(op, shape), compute_uv=False).max()
-    estimate = op.norm(shape=shape, max_iter=2000, tol=1e-12)
-    assert estimate == pytest.approx(expected, rel=1e-4, abs=1e-12)
+    singular_values = np.sort(np.linalg.svd(dense_matrix(op, shape), compute_uv=False))[::-1]
+    expected = singular_values[0]
+    estimate = op.norm(shape=shape, max_iter=1000, tol=1e-10)
+    # power iteration converges like (s2 / s1)^(2k): when the two largest singular values are
+    # within 0.1% of each other (about 1% of random cases), 1000 steps only resolve them to 0.1%
+    gap = (expected - singular_values[1]) / expected if expected > 0 else 1.0
+    rel = 1e-4 if gap >= 1e-3 else 1e-3
+    assert estimate == pytest.approx(expected, rel=rel, abs=1e-12)
+    assert estimate <= expected * (1 + 1e-10) + 1e-12  # a Rayleigh quotient never overshoots
 
 
 @pytest.mark.parametrize("op", [
