@@ -94,7 +94,7 @@ class GradientStep(FixedPointMap):
     def step(self):
         """The effective step size (a 0-d tensor)."""
         if not self.learn_step:
-            return torch.tensor(self.eta)
+            return torch.tensor(self.eta, dtype=torch.float64)
         return 2.0 * self.eta * torch.sigmoid(self.step_logit)
 
     def gradient(self, x, d):

@@ -32,7 +32,9 @@ class DnCNN(nn.Module):
     spectral_norm : bool, default False
         Constrain every convolution's reshaped weight matrix to spectral norm 1
         (``torch.nn.utils.parametrizations.spectral_norm``), which bounds the Lipschitz constant
-        (see :meth:`lipschitz_bound`) and helps the fixed-point map stay contractive.
+        (see :meth:`lipschitz_bound`) and helps the fixed-point map stay contractive. With
+        ``zero_output=True`` the zero-initialised output layer is left unnormalised (a zero
+        matrix cannot be scaled to norm 1); :meth:`lipschitz_bound` still counts its weights.
     zero_output : bool, default True
         Initialise the output layer at zero, so the untrained network returns zeros: the implicit
         model then starts exactly at its classical (Tikhonov) counterpart.
@@ -59,10 +61,12 @@ class DnCNN(nn.Module):
         for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             conv = nn.Conv2d(n_in, n_out, kernel_size, padding=kernel_size // 2,
                              padding_mode="circular")
-            if zero_output and index == depth - 1:
+            zero_layer = zero_output and index == depth - 1
+            if zero_layer:
                 nn.init.zeros_(conv.weight)
                 nn.init.zeros_(conv.bias)
-            if spectral_norm:
+            if spectral_norm and not zero_layer:
+                # a zero weight has no spectral direction: normalising it divides 0 by 0 (NaN)
                 conv = _spectral_norm(conv)
             layers.append(conv)
             if index < depth - 1:

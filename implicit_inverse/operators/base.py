@@ -159,11 +159,10 @@ class LinearOperator(abc.ABC):
         float
             The estimated largest singular value.
         """
-        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-            raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-        if not (isinstance(tol, numbers.Real) and tol >= 0):
-            raise ValueError(f"tol must be a real number >= 0, got {tol!r}")
+        _check_iteration_options(max_iter, tol)
         shape = tuple(int(s) for s in shape)
+        if len(shape) != 4 or min(shape) < 1:
+            raise ValueError(f"shape must be 4 positive ints (N, C, H, W), got {shape}")
         self._check_input_shape(shape)
         generator = torch.Generator().manual_seed(seed)
         v = torch.randn(shape, generator=generator, dtype=dtype).to(device)
@@ -205,6 +204,7 @@ class LinearOperator(abc.ABC):
         self._check_input_shape(tuple(b.shape))
         if not (isinstance(lam, numbers.Real) and lam >= 0):
             raise ValueError(f"lam must be a real number >= 0, got {lam!r}")
+        _check_iteration_options(max_iter, tol)
         return self._solve_normal(b, float(lam), max_iter=max_iter, tol=tol)
 
     def _solve_normal(self, b, lam, max_iter=200, tol=1e-8):
@@ -213,6 +213,14 @@ class LinearOperator(abc.ABC):
 
     def __repr__(self):
         return f"{type(self).__name__}()"
+
+
+def _check_iteration_options(max_iter, tol):
+    """Raise ``ValueError`` unless ``max_iter`` is an integer >= 1 and ``tol`` a real >= 0."""
+    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    if not (isinstance(tol, numbers.Real) and tol >= 0):
+        raise ValueError(f"tol must be a real number >= 0, got {tol!r}")
 
 
 def conjugate_gradient(apply, b, max_iter=200, tol=1e-8):

@@ -37,6 +37,8 @@ def make_measurements(clean, operator, noise_std=0.0, random_state=None):
     is_numpy = isinstance(clean, np.ndarray)
     if not is_numpy and not isinstance(clean, torch.Tensor):
         raise TypeError(f"clean must be a numpy array or torch tensor, got {type(clean).__name__}")
+    if is_numpy and not np.issubdtype(clean.dtype, np.floating):
+        raise TypeError(f"clean must have a real floating dtype, got {clean.dtype}")
     tensor = torch.from_numpy(np.array(clean)) if is_numpy else clean
     if not tensor.is_floating_point():
         raise TypeError(f"clean must have a real floating dtype, got {tensor.dtype}")

@@ -165,8 +165,12 @@ class Mask(LinearOperator):
 def _as_mask(mask):
     if isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
-    array = np.asarray(mask)
-    if array.dtype == object or not (array.dtype == bool or np.issubdtype(array.dtype, np.number)):
+    try:
+        array = np.asarray(mask)
+    except Exception as error:  # noqa: BLE001 - anything unconvertible is a type error
+        raise TypeError(f"mask must be a boolean or 0/1 array: {error}") from None
+    if array.dtype == object or not (array.dtype == bool or np.issubdtype(array.dtype, np.integer)
+                                     or np.issubdtype(array.dtype, np.floating)):
         raise TypeError(f"mask must be a boolean or 0/1 array, got dtype {array.dtype}")
     if array.ndim != 2:
         raise ValueError(f"mask must be 2-D shaped (H, W), got shape {array.shape}")

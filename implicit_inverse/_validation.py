@@ -1,0 +1,146 @@
+"""Validation of user arrays at the edge of the library (estimators and command line).
+
+Inner code trusts what leaves this module: real float32 tensors shaped (n, C, H, W) with finite
+values.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+
+
+class ImageLayout:
+    """How user images were laid out, so outputs can be returned the same way.
+
+    Parameters
+    ----------
+    kind : {"numpy", "torch"}
+    ndim : int
+        2 (flattened images), 3 (n, H, W) or 4 (n, C, H, W).
+    dtype : numpy or torch dtype of the input.
+    """
+
+    def __init__(self, kind, ndim, dtype):
+        self.kind = kind
+        self.ndim = ndim
+        self.dtype = dtype
+
+    def restore(self, images):
+        """Turn a float32 tensor (n, C, H, W) back into the user's layout, kind and dtype."""
+        images = images.detach().cpu()
+        if self.ndim == 2:
+            images = images.flatten(1)
+        elif self.ndim == 3:
+            images = images[:, 0]
+        if self.kind == "torch":
+            return images.to(self.dtype)
+        return images.numpy().astype(self.dtype, copy=False)
+
+
+def as_image_tensor(values, name, image_shape=None, min_samples=1):
+    """Validate user images and convert them to a float32 tensor shaped (n, C, H, W).
+
+    Parameters
+    ----------
+    values : array-like or torch.Tensor of shape (n, F), (n, H, W) or (n, C, H, W)
+        Real floating images; 2-D input holds one flattened image per row.
+    name : str
+        Argument name for error messages ("X" or "y").
+    image_shape : tuple (C, H, W), optional
+        Shape of one image, required to unflatten 2-D input (see :func:`infer_image_shape`).
+    min_samples : int, default 1
+
+    Returns
+    -------
+    images : torch.Tensor of shape (n, C, H, W), float32
+    layout : ImageLayout
+
+    Raises
+    ------
+    TypeError
+        Non-numeric, boolean, integer or complex values.
+    ValueError
+        Wrong rank, empty arrays, too few samples, NaN or infinity.
+    """
+    kind = "torch" if isinstance(values, torch.Tensor) else "numpy"
+    array = _as_numpy(values, name)
+    if array.ndim not in (2, 3, 4):
+        raise ValueError(
+            f"{name} must be images shaped (n, H, W) or (n, C, H, W), or flattened (n, F); got "
+            f"{array.ndim}-D array with shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name} is empty (shape {array.shape}); at least one image is needed")
+    if array.shape[0] < min_samples:
+        raise ValueError(
+            f"{name} has n_samples = {array.shape[0]} (1 sample); at least {min_samples} images "
+            "are needed to fit")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinity; images must be finite")
+    if array.ndim == 2:
+        if image_shape is None:
+            image_shape = infer_image_shape(array.shape[1])
+        if math.prod(image_shape) != array.shape[1]:
+            raise ValueError(
+                f"{name} has {array.shape[1]} features per row, which cannot be images of shape "
+                f"{tuple(image_shape)}")
+        array = array.reshape(array.shape[0], *image_shape)
+    elif array.ndim == 3:
+        array = array[:, None]
+    layout = ImageLayout(kind, np.ndim(values) if kind == "numpy" else values.ndim,
+                         values.dtype if kind == "torch" else array.dtype)
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), layout
+
+
+def infer_image_shape(n_features):
+    """Image shape (1, H, W) of a flattened image: square when possible, else one row (1, 1, F)."""
+    side = math.isqrt(n_features)
+    if side * side == n_features:
+        return (1, side, side)
+    return (1, 1, n_features)
+
+
+def warn_if_out_of_range(images, name, low=-0.5, high=1.5):
+    """Warn when image values lie far outside the nominal range [0, 1]."""
+    smallest, largest = float(images.min()), float(images.max())
+    if smallest < low or largest > high:
+        warnings.warn(
+            f"{name} has values in [{smallest:.3g}, {largest:.3g}], far outside [0, 1]; the "
+            "default regularizer and step sizes assume images scaled to [0, 1] (uint8 images: "
+            "divide by 255)", UserWarning, stacklevel=3)
+
+
+def _as_numpy(values, name):
+    if isinstance(values, torch.Tensor):
+        if values.is_complex():
+            raise TypeError(f"{name} must be real; got complex dtype {values.dtype}")
+        if values.dtype == torch.bool:
+            raise TypeError(f"{name} must be real floating images; got dtype bool")
+        if not values.is_floating_point():
+            raise TypeError(f"{name} must be floating point images in [0, 1]; got integer dtype "
+                            f"{values.dtype} (integer images are refused, not rescaled: convert "
+                            "uint8 with x.float() / 255)")
+        return values.detach().cpu().to(torch.float64).numpy()
+    try:
+        array = np.asarray(values)
+    except Exception as error:  # noqa: BLE001 - ragged lists and the like
+        raise TypeError(f"{name} must be an array of real numbers: {error}") from None
+    if array.dtype.kind == "c":
+        raise TypeError(f"{name} must be real; got complex dtype {array.dtype}")
+    if array.dtype.kind == "b":
+        raise TypeError(f"{name} must be real floating images; got dtype bool")
+    if array.dtype.kind in "iu":
+        raise TypeError(
+            f"{name} must be floating point images in [0, 1]; got integer dtype {array.dtype} "
+            "(integer images are refused, not rescaled: convert uint8 with x.astype(np.float32) "
+            "/ 255)")
+    if array.dtype.kind != "f":
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be an array of real numbers; got dtype {array.dtype}") \
+                from None
+    return array

@@ -1,0 +1,424 @@
+"""``ImplicitRegressor``: a scikit-learn estimator that trains an implicit layer through skorch."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from skorch.callbacks import ProgressBar
+from torch import nn
+
+from ..equilibrium import (ConvergenceWarning, FixedPointSolver, GradientStep, GradientStrategy,
+                           ImplicitLayer, SolverStats, safe_step_size)
+from ..equilibrium.solvers import warn_if_unconverged
+from ..networks import DnCNN, TikhonovPlusNetwork
+from ..operators import LinearOperator
+from .classical import tune_lam
+from .inputs import (check_channels, reconstruction_psnr, validate_measurements,
+                     validate_training_pair)
+from .training import (EquilibriumNet, ReconstructionModule, SolverStatsLog,
+                       TrainingMeasurements)
+
+SHARED_PARAMETERS_DOC = """
+    regularizer : torch.nn.Module or None, default None
+        The learned term ``R_theta`` (image -> image of the same shape). ``None`` uses
+        ``TikhonovPlusNetwork(DnCNN(depth=5, width=24), alpha=lam)``: ``alpha x`` plus a DnCNN
+        whose output starts at zero, so the untrained model is exactly Tikhonov. ``fit`` trains
+        a copy: the module passed in is never modified.
+    eta : float, default 1.0
+        Step size of the DE-GRAD map, > 0. With ``precondition=True`` steps in (0, 2) contract;
+        without it, ``eta < 2 / (||A||^2 + alpha)`` (``fit`` warns outside the safe range).
+    noise_std : float >= 0 or "auto", default "auto"
+        Measurement noise the model is trained for. A float adds fresh Gaussian noise of this
+        std to every training batch's measurements (0 trains on the given measurements as they
+        are). "auto" replaces the training set's noise by fresh noise of its estimated std
+        (RMS of ``X - A y``) in every batch. ``predict`` never adds noise.
+    gradient : {"jfb", "exact", "unrolled"} or GradientStrategy, default "jfb"
+        How the loss at the fixed point is differentiated.
+    solver : {"anderson", "forward"} or FixedPointSolver, default "anderson"
+    max_iter : int, default 50
+        Cap on fixed-point iterations per sample.
+    tol : float, default 1e-4
+        Relative residual ``||T(x) - x|| / ||x||`` at which a solve has converged.
+    lam : float > 0 or "auto", default "auto"
+        Tikhonov weight used by the preconditioner, the starting point and the default
+        regularizer's initial ``alpha``. "auto" picks the weight that maximises the PSNR of the
+        Tikhonov reconstruction on the training data (stored in ``lam_``).
+    precondition : bool, default True
+        Use the step ``x - eta (A^T A + lam I)^{-1} (A^T (A x - d) + R(x))`` (closed form for
+        circular blur, masks and downsampling): fewer iterations, and JFB becomes a close
+        approximation of the exact gradient.
+    learn_step : bool, default True
+        Train the step size, kept in ``(0, 2 eta)``.
+    augment : bool, default True
+        Random flips and quarter turns of the clean training images, measured again through the
+        operator.
+    max_epochs : int, default 30
+    batch_size : int, default 32
+        Training batch size; ``predict`` works in chunks of ``4 * batch_size`` images, so its
+        memory does not grow with the number of images.
+    lr : float, default 2e-3
+        Learning rate of the optimizer.
+    optimizer : torch optimizer class, default torch.optim.Adam
+    device : {"cpu", "cuda", "auto"} or str, default "cpu"
+        Torch device; "auto" uses CUDA when available. Asking for CUDA without it is an error.
+    random_state : int, RandomState or None, default None
+        Seeds the network initialisation, the shuffling, the noise and the augmentation.
+    verbose : int, default 0
+        0 is silent; 1 prints skorch's table per epoch (loss, time, solver statistics); 2 adds
+        a progress bar.
+    callbacks : list of skorch callbacks or None, default None
+        Extra callbacks (e.g. ``skorch.callbacks.Checkpoint(dirname=...)``); they are copied.
+    warm_start : bool, default False
+        Continue training the fitted model on a new ``fit`` instead of starting over.
+    image_shape : tuple (C, H, W) or None, default None
+        Shape of one measurement when ``X`` is 2-D (flattened images). None infers a square
+        single-channel image when the number of features is a perfect square, else one row.
+    n_threads : int or None, default None
+        Torch CPU threads during ``fit`` and ``predict`` (restored afterwards). None keeps
+        torch's setting. Use 1 with ``GridSearchCV(n_jobs=k)``.
+"""
+
+
+class ImplicitRegressor(RegressorMixin, BaseEstimator):
+    """Image-to-image regressor whose output is the fixed point of a learned DE-GRAD map.
+
+    ``x* = T(x*; d)`` with ``T(x; d) = x - eta P (A^T (A x - d) + R_theta(x))``, trained with
+    skorch on pairs (measurements ``X``, clean images ``y``).
+
+    Parameters
+    ----------
+    operator : LinearOperator
+        The forward model ``A``: ``X`` holds measurements ``A y + noise``.
+    """ + SHARED_PARAMETERS_DOC + """
+    Attributes
+    ----------
+    net_ : EquilibriumNet
+        The owned skorch ``NeuralNetRegressor`` (its ``history`` holds loss and solver stats).
+    operator_ : LinearOperator
+        The operator used (a copy of ``operator``).
+    lam_ : float
+        The Tikhonov weight used.
+    noise_std_ : float
+        Std of the noise added to training batches (estimated when ``noise_std="auto"``).
+    n_channels_ : int
+    image_shape_ : tuple (C, H, W)
+        Shape of one training measurement.
+    n_features_in_ : int
+        Values per measurement.
+    n_iter_ : int
+        Epochs trained.
+
+    Notes
+    -----
+    ``score`` is the mean PSNR in dB (``data_range=1``), not the R^2 of other regressors.
+    ``predict`` returns the layout, array kind (numpy or torch) and dtype of its input; the
+    computation runs in float32.
+    """
+
+    _parameter_constraints = {
+        "operator": [LinearOperator, None],
+        "regularizer": [nn.Module, None],
+        "eta": [Interval(Real, 0, None, closed="neither")],
+        "noise_std": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
+        "gradient": [StrOptions({"jfb", "exact", "unrolled"}), GradientStrategy],
+        "solver": [StrOptions({"anderson", "forward"}), FixedPointSolver],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "lam": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "precondition": ["boolean"],
+        "learn_step": ["boolean"],
+        "augment": ["boolean"],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "optimizer": [callable],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "callbacks": [list, None],
+        "warm_start": ["boolean"],
+        "image_shape": [tuple, None],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+    }
+
+    def __init__(self, operator=None, *, regularizer=None, eta=1.0, noise_std="auto",
+                 gradient="jfb", solver="anderson", max_iter=50, tol=1e-4, lam="auto",
+                 precondition=True, learn_step=True, augment=True, max_epochs=30, batch_size=32,
+                 lr=2e-3, optimizer=torch.optim.Adam, device="cpu", random_state=None,
+                 verbose=0, callbacks=None, warm_start=False, image_shape=None, n_threads=None):
+        self.operator = operator
+        self.regularizer = regularizer
+        self.eta = eta
+        self.noise_std = noise_std
+        self.gradient = gradient
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
+        self.lam = lam
+        self.precondition = precondition
+        self.learn_step = learn_step
+        self.augment = augment
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+        self.warm_start = warm_start
+        self.image_shape = image_shape
+        self.n_threads = n_threads
+
+    # -- what subclasses choose -------------------------------------------------------------
+    def _make_operator(self):
+        """The forward model; subclasses build theirs from their own parameters."""
+        if self.operator is None:
+            raise ValueError(f"operator is required for {type(self).__name__}: pass a "
+                             "LinearOperator such as Blur(gaussian_kernel(9, 1.5))")
+        return self.operator
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = False
+        tags.regressor_tags.poor_score = True
+        return tags
+
+    # -- fit ----------------------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the implicit model on measurements ``X`` and clean images ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, H', W'), (n, C, H', W') or (n, F)
+            Measurements, real floating values.
+        y : array-like of shape (n, H, W), (n, C, H, W) or (n, F')
+            Clean images, ``A`` maps them to the shape of ``X``.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, epochs=None)
+
+    def partial_fit(self, X, y):
+        """Train for one more epoch (the first call initialises the model as ``fit`` does).
+
+        Parameters
+        ----------
+        X, y : as in :meth:`fit`
+
+        Returns
+        -------
+        self
+        """
+        if not hasattr(self, "net_"):
+            self._validate_params()
+        return self._fit(X, y, epochs=1)
+
+    def _fit(self, X, y, epochs):
+        self._check_scalar_params()
+        device = _resolve_device(self.device)
+        continuing = hasattr(self, "net_") and (self.warm_start or epochs is not None)
+        image_shape = self.image_shape_ if continuing else self.image_shape
+        operator = self.operator_ if continuing else copy.deepcopy(self._make_operator())
+        measurements, clean = validate_training_pair(X, y, operator, image_shape)
+        if continuing:
+            check_channels(measurements, self.n_channels_)
+        else:
+            self._initialise(measurements, clean, operator, device)
+        with _torch_threads(self.n_threads):
+            if epochs is None:
+                self.net_.partial_fit(measurements, clean, epochs=self.max_epochs)
+            else:
+                self.net_.partial_fit(measurements, clean, epochs=epochs)
+        self.n_iter_ = len(self.net_.history)
+        return self
+
+    def _check_scalar_params(self):
+        for name in ("eta", "lr", "tol"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be finite, got {getattr(self, name)!r}")
+        for name in ("noise_std", "lam"):
+            value = getattr(self, name)
+            if not isinstance(value, str) and not math.isfinite(value):
+                raise ValueError(f"{name} must be finite or 'auto', got {value!r}")
+        if self.image_shape is not None and (
+                len(self.image_shape) != 3
+                or not all(isinstance(s, Integral) and s >= 1 for s in self.image_shape)):
+            raise ValueError("image_shape must be a tuple of 3 positive ints (C, H, W), got "
+                             f"{self.image_shape!r}")
+
+    def _initialise(self, measurements, clean, operator, device):
+        self.operator_ = operator
+        self.image_shape_ = tuple(measurements.shape[1:])
+        self.n_channels_ = measurements.shape[1]
+        self.n_features_in_ = int(np.prod(self.image_shape_))
+        seed = int(check_random_state(self.random_state).randint(2 ** 31 - 1))
+        self.lam_ = tune_lam(operator, measurements, clean) if self.lam == "auto" \
+            else float(self.lam)
+        residual = measurements - operator(clean)
+        self.noise_std_ = float(residual.pow(2).mean().sqrt()) if self.noise_std == "auto" \
+            else float(self.noise_std)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            regularizer = self._make_regularizer()
+        _check_regularizer(regularizer, clean[:1])
+        self._warn_if_not_contractive(operator, clean.shape)
+        step = GradientStep(operator, regularizer, eta=self.eta, precondition=self.precondition,
+                            lam=self.lam_, initializer="tikhonov", learn_step=self.learn_step)
+        layer = ImplicitLayer(step, solver=copy.deepcopy(self.solver),
+                              gradient=copy.deepcopy(self.gradient), max_iter=self.max_iter,
+                              tol=self.tol, warn=False)
+        callbacks = [("solver_stats", SolverStatsLog())]
+        if self.verbose >= 2:
+            callbacks.append(("progress", ProgressBar()))
+        callbacks += [(f"user_{i}", callback) for i, callback in
+                      enumerate(copy.deepcopy(self.callbacks or []))]
+        sampler = TrainingMeasurements(
+            operator, noise_std=None if self.noise_std == "auto" else self.noise_std_,
+            estimated_std=self.noise_std_, augment=self.augment, seed=seed)
+        self.net_ = EquilibriumNet(
+            ReconstructionModule(layer), criterion=nn.MSELoss, optimizer=self.optimizer,
+            lr=self.lr, max_epochs=self.max_epochs, batch_size=self.batch_size,
+            train_split=None, device=device, callbacks=callbacks, verbose=self.verbose,
+            iterator_train__shuffle=True,
+            iterator_train__generator=torch.Generator().manual_seed(seed),
+            training_measurements=sampler,
+            divergence_hint=f"eta={self.eta}: {self._contraction_note(operator, clean.shape)}",
+        )
+        self.net_.initialize()
+
+    def _make_regularizer(self):
+        if self.regularizer is None:
+            network = DnCNN(depth=5, width=24, channels=self.n_channels_)
+            return TikhonovPlusNetwork(network, alpha=self.lam_)
+        return copy.deepcopy(self.regularizer)
+
+    def _contraction_note(self, operator, shape):
+        bound = safe_step_size(operator, (1, *shape[1:]), alpha=self.lam_,
+                               precondition_lam=self.lam_ if self.precondition else None)
+        return (f"the linear part of the map contracts for eta in (0, {bound:.3g}); reduce eta or "
+                "max_epochs/lr if the learned regularizer grows")
+
+    def _warn_if_not_contractive(self, operator, shape):
+        bound = safe_step_size(operator, (1, *shape[1:]), alpha=self.lam_,
+                               precondition_lam=self.lam_ if self.precondition else None)
+        if self.eta >= bound:
+            warnings.warn(
+                f"eta={self.eta} is outside the safe range (0, {bound:.3g}) for this operator "
+                f"(||A|| estimated by power iteration, alpha=lam={self.lam_:.3g}, "
+                f"precondition={self.precondition}): the fixed-point map cannot contract and the "
+                "solves will diverge or hit max_iter", ConvergenceWarning, stacklevel=4)
+
+    # -- predict ------------------------------------------------------------------------------
+    def predict(self, X, return_stats=False):
+        """Reconstruct images from measurements.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, H', W'), (n, C, H', W') or (n, F)
+            Measurements.
+        return_stats : bool, default False
+            Also return the per-sample :class:`~implicit_inverse.equilibrium.SolverStats`
+            (``converged`` flags, iterations, residuals).
+
+        Returns
+        -------
+        images : array of shape (n, H, W), (n, C, H, W) or (n, F_out)
+            Same layout, kind and dtype as ``X``. Never NaN: a sample whose solve did not
+            converge gets its lowest-residual iterate (at worst its Tikhonov starting point) and
+            a ``ConvergenceWarning`` is emitted.
+        stats : SolverStats
+            Only when ``return_stats`` is True.
+        """
+        check_is_fitted(self, "net_")
+        measurements, layout = validate_measurements(X, self)
+        module = self.net_.module_
+        module.eval()
+        outputs, parts = [], []
+        chunk = 4 * self.batch_size
+        with _torch_threads(self.n_threads), torch.no_grad():
+            for start in range(0, measurements.shape[0], chunk):
+                batch = measurements[start:start + chunk].to(self.net_.device)
+                outputs.append(module(batch).cpu())
+                parts.append(module.layer.last_stats)
+        stats = SolverStats.concatenate(parts)
+        warn_if_unconverged(stats, stacklevel=2)
+        images = layout.restore(torch.cat(outputs))
+        return (images, stats) if return_stats else images
+
+    def score(self, X, y, sample_weight=None):
+        """Mean PSNR in dB (``data_range=1``) of ``predict(X)`` against ``y`` (not R^2).
+
+        Parameters
+        ----------
+        X : array-like, measurements
+        y : array-like, clean images in the layout ``predict`` returns
+        sample_weight : ignored
+
+        Returns
+        -------
+        float
+        """
+        return reconstruction_psnr(self, X, y)
+
+    @property
+    def history(self):
+        """The skorch history of training (per epoch: loss, duration, solver statistics)."""
+        check_is_fitted(self, "net_")
+        return self.net_.history
+
+
+def _resolve_device(device):
+    name = str(device)
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} was requested but CUDA is not available "
+                         "(torch.cuda.is_available() is False); use device='cpu' or 'auto'")
+    try:
+        torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") \
+            from None
+    return name
+
+
+def _check_regularizer(regularizer, sample):
+    try:
+        with torch.no_grad():
+            output = regularizer(sample)
+    except Exception as error:  # noqa: BLE001 - report any failure of the user's module
+        raise ValueError(f"regularizer failed on an image of shape {tuple(sample.shape)}: "
+                         f"{type(error).__name__}: {error}") from None
+    if not isinstance(output, torch.Tensor) or output.shape != sample.shape:
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise ValueError(f"regularizer must return images shaped like its input "
+                         f"{tuple(sample.shape)}, got {shape}")
+
+
+@contextlib.contextmanager
+def _torch_threads(n_threads):
+    """Set torch's CPU thread count for the duration of a block, then restore it."""
+    if n_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

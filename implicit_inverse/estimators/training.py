@@ -1,0 +1,254 @@
+"""The skorch side of the estimators: the training step, training measurements, statistics.
+
+Nothing here is public: :class:`~implicit_inverse.estimators.base.ImplicitRegressor` builds these
+objects in ``fit`` and owns them.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from skorch import NeuralNetRegressor
+from skorch.callbacks import Callback
+from torch import nn
+
+from ..equilibrium import ConvergenceWarning
+
+
+class DivergenceError(RuntimeError):
+    """Training stopped because the fixed-point solves kept diverging."""
+
+
+class ReconstructionModule(nn.Module):
+    """skorch's module: measurements (N, C, H', W') -> fixed points (N, C, H, W).
+
+    Parameters
+    ----------
+    layer : ImplicitLayer
+
+    Attributes
+    ----------
+    last_solution : torch.Tensor or None
+        The solver's fixed points of the last call, without a graph (finite whenever the
+        measurements are: the lowest-residual iterate of each sample).
+    """
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+        self.last_solution = None
+
+    def forward(self, measurement):
+        """Reconstructions of ``measurement`` shaped like ``A^T measurement``."""
+        output = self.layer(measurement)
+        self.last_solution = output.detach()
+        return output
+
+
+def dihedral(images, codes):
+    """Apply one of the 8 dihedral transforms to each image.
+
+    Parameters
+    ----------
+    images : torch.Tensor of shape (N, C, H, W)
+    codes : torch.Tensor of shape (N,), int in [0, 8)
+        ``code % 4`` quarter turns, then a horizontal flip when ``code >= 4``. Quarter turns
+        are only valid for square images.
+
+    Returns
+    -------
+    torch.Tensor of shape (N, C, H, W)
+    """
+    output = images.clone()
+    for code in torch.unique(codes).tolist():
+        chosen = codes == code
+        transformed = torch.rot90(images[chosen], k=code % 4, dims=(2, 3))
+        if code >= 4:
+            transformed = torch.flip(transformed, dims=(3,))
+        output[chosen] = transformed
+    return output
+
+
+class TrainingMeasurements:
+    """Builds each training batch's measurements from the clean images.
+
+    With augmentation the clean image is transformed (flips and rotations) and measured again
+    through the operator: a transformed measurement is the measurement of the transformed image
+    only for symmetric kernels, so it is never used directly.
+
+    Parameters
+    ----------
+    operator : LinearOperator
+    noise_std : float or None
+        Fresh Gaussian noise added to every batch. ``None`` means the measurement noise of the
+        training set is replaced by fresh noise of std ``estimated_std`` ("auto" mode);
+        a float keeps the given measurement noise (``d - A y``, transformed with the image) and
+        adds fresh noise of that std (0 adds nothing).
+    estimated_std : float
+        RMS of ``X - A y`` on the training set.
+    augment : bool
+        Random dihedral transforms (only flips and half turns for non-square images).
+    seed : int
+    """
+
+    def __init__(self, operator, noise_std, estimated_std, augment, seed):
+        self.operator = operator
+        self.noise_std = noise_std
+        self.estimated_std = float(estimated_std)
+        self.augment = augment
+        self.seed = seed
+        self._generators = {}
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_generators"] = {key: generator.get_state()
+                                for key, generator in self._generators.items()}
+        return state
+
+    def __setstate__(self, state):
+        saved = state.pop("_generators")
+        self.__dict__.update(state)
+        self._generators = {}
+        for key, generator_state in saved.items():
+            self._generator(key).set_state(generator_state)
+
+    def _generator(self, device):
+        key = str(device)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[key]
+
+    def __call__(self, measurement, clean):
+        """Training pair for one batch.
+
+        Parameters
+        ----------
+        measurement : torch.Tensor of shape (N, C, H', W')
+        clean : torch.Tensor of shape (N, C, H, W)
+
+        Returns
+        -------
+        measurement, clean : tensors of the same shapes
+        """
+        generator = self._generator(clean.device)
+        residual = None if self.noise_std is None else measurement - self.operator(clean)
+        if self.augment:
+            n_codes = 8 if clean.shape[2] == clean.shape[3] else 4
+            codes = torch.randint(0, n_codes, (clean.shape[0],), generator=generator,
+                                  device=clean.device)
+            if n_codes == 4:
+                codes = torch.tensor([0, 2, 4, 6], device=clean.device)[codes]
+            clean = dihedral(clean, codes)
+            if residual is not None:
+                residual = dihedral(residual, codes)
+        measured = self.operator(clean)
+        std = self.estimated_std if self.noise_std is None else self.noise_std
+        if residual is not None:
+            measured = measured + residual
+        if std > 0:
+            noise = torch.randn(measured.shape, generator=generator, device=measured.device,
+                                dtype=measured.dtype)
+            measured = measured + std * noise
+        return measured, clean
+
+
+class EquilibriumNet(NeuralNetRegressor):
+    """``NeuralNetRegressor`` whose training step synthesises measurements, records solver
+    statistics and skips batches whose solve diverged or whose loss is not finite.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As for :class:`skorch.NeuralNetRegressor`.
+    training_measurements : TrainingMeasurements
+    max_skipped : int, default 10
+        Consecutive skipped batches after which training stops with :class:`DivergenceError`.
+    divergence_hint : str, default ""
+        Appended to the error message (the step size and contraction estimate).
+    """
+
+    def __init__(self, *args, training_measurements=None, max_skipped=10, divergence_hint="",
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.training_measurements = training_measurements
+        self.max_skipped = max_skipped
+        self.divergence_hint = divergence_hint
+        self.consecutive_skipped_ = 0
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        measurement, clean = batch
+        measurement = measurement.to(self.device)
+        clean = clean.to(self.device)
+        if self.training_measurements is not None:
+            measurement, clean = self.training_measurements(measurement, clean)
+        prediction = self.module_(measurement)
+        loss = self.get_loss(prediction, clean, X=measurement, training=True)
+        layer = self.module_.layer
+        stats = layer.last_stats
+        record_solver_stats(self.history, stats, prefix="fp")
+        backward_stats_before = layer.gradient.last_stats
+        skipped = bool(stats.diverged.any()) or not bool(torch.isfinite(loss))
+        if skipped:
+            self.consecutive_skipped_ += 1
+            fallback = self.module_.last_solution
+            loss = self.get_loss(fallback, clean, X=measurement, training=False).detach()
+            if not bool(torch.isfinite(loss)):
+                loss = torch.zeros((), device=self.device)
+            if self.consecutive_skipped_ >= self.max_skipped:
+                raise DivergenceError(
+                    f"training stopped: the fixed-point solve diverged (or the loss was not "
+                    f"finite) on {self.consecutive_skipped_} consecutive batches. "
+                    f"{self.divergence_hint} The parameters are those of the last good batch.")
+        else:
+            self.consecutive_skipped_ = 0
+            loss.backward()
+            backward_stats = layer.gradient.last_stats
+            if backward_stats is not None and backward_stats is not backward_stats_before:
+                record_solver_stats(self.history, backward_stats, prefix="bw")
+        self.history.record_batch("skipped", int(skipped))
+        return {"loss": loss, "y_pred": prediction}
+
+
+def record_solver_stats(history, stats, prefix):
+    """Write one batch's solver statistics into a skorch history."""
+    summary = stats.summary()
+    history.record_batch(f"{prefix}_iter", summary["iterations_mean"])
+    history.record_batch(f"{prefix}_iter_max", summary["iterations_max"])
+    history.record_batch(f"{prefix}_conv", summary["converged_share"])
+    history.record_batch(f"{prefix}_res", summary["residual_max"])
+
+
+class SolverStatsLog(Callback):
+    """Epoch summary of the batch statistics, shown in skorch's table and kept in the history.
+
+    Per epoch: ``fp_iter`` (mean forward iterations), ``fp_iter_max``, ``fp_conv`` (share of
+    samples converged), ``fp_res`` (largest final residual), ``skipped`` (batches skipped), and
+    ``bw_*`` for the backward solve of the exact gradient. Warns at the end of training when most
+    batches of the last epoch reached the iteration cap.
+    """
+
+    KEYS = {"fp_iter": np.mean, "fp_iter_max": np.max, "fp_conv": np.mean, "fp_res": np.max,
+            "bw_iter": np.mean, "bw_iter_max": np.max, "bw_conv": np.mean, "skipped": np.sum}
+
+    def on_epoch_end(self, net, **kwargs):
+        batches = net.history[-1, "batches"]
+        for key, reduce in self.KEYS.items():
+            values = [batch[key] for batch in batches if key in batch]
+            if values:
+                net.history.record(key, float(reduce(values)))
+
+    def on_train_end(self, net, **kwargs):
+        if not len(net.history):
+            return
+        batches = net.history[-1, "batches"]
+        capped = [batch["fp_iter_max"] >= net.module_.layer.max_iter for batch in batches
+                  if "fp_iter_max" in batch]
+        if capped and np.mean(capped) > 0.5:
+            warnings.warn(
+                f"in the last epoch {int(np.sum(capped))} of {len(capped)} training batches hit "
+                f"max_iter={net.module_.layer.max_iter} in the fixed-point solve: the map is not "
+                "contracting well; reduce eta or raise max_iter", ConvergenceWarning,
+                stacklevel=2)
