@@ -10,6 +10,7 @@ import math
 import warnings
 
 import numpy as np
+import scipy.sparse
 import torch
 
 
@@ -62,37 +63,59 @@ def as_image_tensor(values, name, image_shape=None, min_samples=1):
     Raises
     ------
     TypeError
-        Non-numeric, boolean, integer or complex values.
+        Non-numeric, boolean or integer values, sparse matrices.
     ValueError
-        Wrong rank, empty arrays, too few samples, NaN or infinity.
+        Wrong rank, empty arrays, too few samples, complex values, NaN or infinity. Shapes are
+        checked before the dtype.
     """
     kind = "torch" if isinstance(values, torch.Tensor) else "numpy"
-    array = _as_numpy(values, name)
+    # complex values first, then shapes, then the dtype
+    array = _to_numpy(values, name)
+    original_ndim = array.ndim
+    if array.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported: {name} must be real; got complex dtype "
+                         f"{array.dtype}")
     if array.ndim not in (2, 3, 4):
         raise ValueError(
             f"{name} must be images shaped (n, H, W) or (n, C, H, W), or flattened (n, F); got "
-            f"{array.ndim}-D array with shape {array.shape}")
+            f"{array.ndim}-D array with shape {array.shape} (an image-to-image model needs one "
+            "image per sample, not a scalar target)")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} is empty: found array with 0 sample(s) (shape={array.shape}) "
+                         f"while a minimum of {min_samples} is required")
     if array.size == 0:
-        raise ValueError(f"{name} is empty (shape {array.shape}); at least one image is needed")
+        raise ValueError(f"{name} is empty: found array with 0 feature(s) (shape={array.shape}) "
+                         "while a minimum of 1 is required; at least one pixel per image is "
+                         "needed")
     if array.shape[0] < min_samples:
         raise ValueError(
-            f"{name} has n_samples = {array.shape[0]} (1 sample); at least {min_samples} images "
-            "are needed to fit")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinity; images must be finite")
+            f"{name} has n_samples = {array.shape[0]}; at least {min_samples} images are needed "
+            "to fit")
     if array.ndim == 2:
         if image_shape is None:
+            if array.shape[1] == 1:
+                raise ValueError(
+                    f"{name} has 1 feature(s) per row (shape={array.shape}): one value per "
+                    "sample is not a flattened image; pass images shaped (n, H, W) or "
+                    "(n, C, H, W), or give image_shape")
             image_shape = infer_image_shape(array.shape[1])
         if math.prod(image_shape) != array.shape[1]:
             raise ValueError(
                 f"{name} has {array.shape[1]} features per row, which cannot be images of shape "
                 f"{tuple(image_shape)}")
+    array = _check_real_floating(array, name, kind)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinity; images must be finite")
+    if array.ndim == 2:
         array = array.reshape(array.shape[0], *image_shape)
     elif array.ndim == 3:
         array = array[:, None]
-    layout = ImageLayout(kind, np.ndim(values) if kind == "numpy" else values.ndim,
+    layout = ImageLayout(kind, original_ndim,
                          values.dtype if kind == "torch" else array.dtype)
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), layout
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not array.flags.writeable:  # read-only input (e.g. a memmap): torch needs its own copy
+        array = array.copy()
+    return torch.from_numpy(array), layout
 
 
 def infer_image_shape(n_features):
@@ -113,30 +136,31 @@ def warn_if_out_of_range(images, name, low=-0.5, high=1.5):
             "divide by 255)", UserWarning, stacklevel=3)
 
 
-def _as_numpy(values, name):
+def _to_numpy(values, name):
+    """``values`` as a numpy array of its own dtype (floating tensors as float64)."""
+    if scipy.sparse.issparse(values):
+        raise TypeError(f"{name} is a sparse matrix; sparse input is not supported: pass dense "
+                        "images (X.toarray())")
     if isinstance(values, torch.Tensor):
-        if values.is_complex():
-            raise TypeError(f"{name} must be real; got complex dtype {values.dtype}")
-        if values.dtype == torch.bool:
-            raise TypeError(f"{name} must be real floating images; got dtype bool")
-        if not values.is_floating_point():
-            raise TypeError(f"{name} must be floating point images in [0, 1]; got integer dtype "
-                            f"{values.dtype} (integer images are refused, not rescaled: convert "
-                            "uint8 with x.float() / 255)")
-        return values.detach().cpu().to(torch.float64).numpy()
+        values = values.detach().cpu()
+        if values.is_floating_point():
+            return values.to(torch.float64).numpy()
+        return values.resolve_conj().numpy()
     try:
-        array = np.asarray(values)
+        return np.asarray(values)
     except Exception as error:  # noqa: BLE001 - ragged lists and the like
         raise TypeError(f"{name} must be an array of real numbers: {error}") from None
-    if array.dtype.kind == "c":
-        raise TypeError(f"{name} must be real; got complex dtype {array.dtype}")
+
+
+def _check_real_floating(array, name, kind):
+    """Refuse boolean and integer arrays; convert other non-floating ones to float64."""
     if array.dtype.kind == "b":
         raise TypeError(f"{name} must be real floating images; got dtype bool")
     if array.dtype.kind in "iu":
+        convert = "x.float() / 255" if kind == "torch" else "x.astype(np.float32) / 255"
         raise TypeError(
             f"{name} must be floating point images in [0, 1]; got integer dtype {array.dtype} "
-            "(integer images are refused, not rescaled: convert uint8 with x.astype(np.float32) "
-            "/ 255)")
+            f"(integer images are refused, not rescaled: convert uint8 with {convert})")
     if array.dtype.kind != "f":
         try:
             array = array.astype(np.float64)

@@ -144,7 +144,7 @@ class FixedPointSolver(abc.ABC):
         x = x0.clone()
         best_x = x0.clone()
         best_residual = torch.full((batch,), math.inf, device=device)
-        best_step = torch.full((batch,), math.inf, device=device)
+        best_step = torch.full((batch,), math.inf, dtype=x0.dtype, device=device)
         iterations = torch.zeros(batch, dtype=torch.long, device=device)
         done = torch.zeros(batch, dtype=torch.bool, device=device)
         converged = torch.zeros_like(done)
@@ -167,7 +167,7 @@ class FixedPointSolver(abc.ABC):
             best_residual[index[improved]] = residual[improved].float()
             best_x[index[improved]] = x_active[improved]
 
-            best_step[index] = torch.minimum(best_step[index], step.float())
+            best_step[index] = torch.minimum(best_step[index], step)
             is_converged = residual <= tol
             is_diverged = ~torch.isfinite(residual) | (
                 step > self.divergence_ratio * best_step[index])

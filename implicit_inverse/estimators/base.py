@@ -25,7 +25,7 @@ from ..operators import LinearOperator
 from .classical import tune_lam
 from .inputs import (check_channels, reconstruction_psnr, validate_measurements,
                      validate_training_pair)
-from .training import (EquilibriumNet, ReconstructionModule, SolverStatsLog,
+from .training import (EquilibriumNet, FixedPointCache, ReconstructionModule, SolverStatsLog,
                        TrainingMeasurements)
 
 SHARED_PARAMETERS_DOC = """
@@ -62,6 +62,10 @@ SHARED_PARAMETERS_DOC = """
     augment : bool, default True
         Random flips and quarter turns of the clean training images, measured again through the
         operator.
+    reuse_fixed_points : bool, default True
+        Start each training sample's solve from its converged fixed point of the previous epoch
+        (one cached image per training sample, in memory on ``device``; dropped by a new
+        ``fit``). Fewer iterations per epoch, same fixed points.
     max_epochs : int, default 30
     batch_size : int, default 32
         Training batch size; ``predict`` works in chunks of ``4 * batch_size`` images, so its
@@ -138,6 +142,7 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
         "precondition": ["boolean"],
         "learn_step": ["boolean"],
         "augment": ["boolean"],
+        "reuse_fixed_points": ["boolean"],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
@@ -153,7 +158,8 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(self, operator=None, *, regularizer=None, eta=1.0, noise_std="auto",
                  gradient="jfb", solver="anderson", max_iter=50, tol=1e-4, lam="auto",
-                 precondition=True, learn_step=True, augment=True, max_epochs=30, batch_size=32,
+                 precondition=True, learn_step=True, augment=True, reuse_fixed_points=True,
+                 max_epochs=30, batch_size=32,
                  lr=2e-3, optimizer=torch.optim.Adam, device="cpu", random_state=None,
                  verbose=0, callbacks=None, warm_start=False, image_shape=None, n_threads=None):
         self.operator = operator
@@ -168,6 +174,7 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
         self.precondition = precondition
         self.learn_step = learn_step
         self.augment = augment
+        self.reuse_fixed_points = reuse_fixed_points
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -240,10 +247,9 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
         else:
             self._initialise(measurements, clean, operator, device)
         with _torch_threads(self.n_threads):
-            if epochs is None:
-                self.net_.partial_fit(measurements, clean, epochs=self.max_epochs)
-            else:
-                self.net_.partial_fit(measurements, clean, epochs=epochs)
+            inputs = {"measurement": measurements, "index": torch.arange(len(measurements))}
+            self.net_.partial_fit(inputs, clean, epochs=self.max_epochs if epochs is None
+                                  else epochs)
         self.n_iter_ = len(self.net_.history)
         return self
 
@@ -262,6 +268,8 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
                              f"{self.image_shape!r}")
 
     def _initialise(self, measurements, clean, operator, device):
+        # a refit that fails below must not leave the previous net_ beside the new attributes
+        self.__dict__.pop("net_", None)
         self.operator_ = operator
         self.image_shape_ = tuple(measurements.shape[1:])
         self.n_channels_ = measurements.shape[1]
@@ -297,6 +305,8 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
             iterator_train__shuffle=True,
             iterator_train__generator=torch.Generator().manual_seed(seed),
             training_measurements=sampler,
+            fixed_point_cache=FixedPointCache(len(clean), tuple(clean.shape[1:]), device)
+            if self.reuse_fixed_points else None,
             divergence_hint=f"eta={self.eta}: {self._contraction_note(operator, clean.shape)}",
         )
         self.net_.initialize()

@@ -86,6 +86,10 @@ class _ClassicalRegressor(RegressorMixin, BaseEstimator):
         """
         if self.operator is None:
             raise ValueError(f"operator is required for {type(self).__name__}")
+        for name in ("lam", "floor"):
+            value = getattr(self, name, None)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value!r}")
         measurements, _ = validate_training_pair(X, y, self.operator, self.image_shape)
         self.operator_ = self.operator
         self.image_shape_ = tuple(measurements.shape[1:])

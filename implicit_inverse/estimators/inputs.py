@@ -33,6 +33,9 @@ def validate_training_pair(X, y, operator, image_shape=None):
     measurements : torch.Tensor of shape (n, C, H', W'), float32
     clean : torch.Tensor of shape (n, C, H, W), float32
     """
+    if y is None:
+        raise ValueError("this estimator requires y to be passed, but the target y is None "
+                         "(y holds the clean images that X measures)")
     measurements, _ = as_image_tensor(X, "X", image_shape=image_shape, min_samples=2)
     expected = clean_shape(operator, measurements.shape)
     clean, _ = as_image_tensor(y, "y", image_shape=expected[1:], min_samples=2)

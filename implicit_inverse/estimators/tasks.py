@@ -12,7 +12,8 @@ from .base import SHARED_PARAMETERS_DOC, ImplicitRegressor
 
 
 class ImplicitDeblurRegressor(ImplicitRegressor):
-    """Implicit deblurring: ``X`` are blurred, noisy images, ``y`` the sharp ones.
+    (
+        """Implicit deblurring: ``X`` are blurred, noisy images, ``y`` the sharp ones.
 
     Parameters
     ----------
@@ -22,7 +23,9 @@ class ImplicitDeblurRegressor(ImplicitRegressor):
         Side of the default Gaussian kernel (used only when ``operator`` is None).
     kernel_sigma : float, default 1.5
         Standard deviation of the default Gaussian kernel.
-    """ + SHARED_PARAMETERS_DOC
+    """
+        + SHARED_PARAMETERS_DOC
+    )
 
     _parameter_constraints = {
         **ImplicitRegressor._parameter_constraints,
@@ -30,18 +33,62 @@ class ImplicitDeblurRegressor(ImplicitRegressor):
         "kernel_sigma": [Interval(Real, 0, None, closed="neither")],
     }
 
-    def __init__(self, operator=None, *, kernel_size=9, kernel_sigma=1.5, regularizer=None, eta=1.0, noise_std="auto",
-                 gradient="jfb", solver="anderson", max_iter=50, tol=1e-4, lam="auto",
-                 precondition=True, learn_step=True, augment=True, max_epochs=30, batch_size=32,
-                 lr=2e-3, optimizer=torch.optim.Adam, device="cpu", random_state=None,
-                 verbose=0, callbacks=None, warm_start=False, image_shape=None, n_threads=None):
-        super().__init__(operator, regularizer=regularizer, eta=eta, noise_std=noise_std,
-                         gradient=gradient, solver=solver, max_iter=max_iter, tol=tol, lam=lam,
-                         precondition=precondition, learn_step=learn_step, augment=augment,
-                         max_epochs=max_epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                         device=device, random_state=random_state, verbose=verbose,
-                         callbacks=callbacks, warm_start=warm_start, image_shape=image_shape,
-                         n_threads=n_threads)
+    def __init__(
+        self,
+        operator=None,
+        *,
+        kernel_size=9,
+        kernel_sigma=1.5,
+        regularizer=None,
+        eta=1.0,
+        noise_std="auto",
+        gradient="jfb",
+        solver="anderson",
+        max_iter=50,
+        tol=1e-4,
+        lam="auto",
+        precondition=True,
+        learn_step=True,
+        augment=True,
+        reuse_fixed_points=True,
+        max_epochs=30,
+        batch_size=32,
+        lr=2e-3,
+        optimizer=torch.optim.Adam,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        warm_start=False,
+        image_shape=None,
+        n_threads=None,
+    ):
+        super().__init__(
+            operator,
+            regularizer=regularizer,
+            eta=eta,
+            noise_std=noise_std,
+            gradient=gradient,
+            solver=solver,
+            max_iter=max_iter,
+            tol=tol,
+            lam=lam,
+            precondition=precondition,
+            learn_step=learn_step,
+            augment=augment,
+            reuse_fixed_points=reuse_fixed_points,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+            callbacks=callbacks,
+            warm_start=warm_start,
+            image_shape=image_shape,
+            n_threads=n_threads,
+        )
         self.kernel_size = kernel_size
         self.kernel_sigma = kernel_sigma
 
@@ -52,7 +99,8 @@ class ImplicitDeblurRegressor(ImplicitRegressor):
 
 
 class ImplicitSuperResolutionRegressor(ImplicitRegressor):
-    """Implicit super-resolution: ``X`` are low-resolution images, ``y`` high-resolution ones.
+    (
+        """Implicit super-resolution: ``X`` are low-resolution images, ``y`` high-resolution ones.
 
     Parameters
     ----------
@@ -61,25 +109,70 @@ class ImplicitSuperResolutionRegressor(ImplicitRegressor):
     factor : int, default 2
         Resolution factor (used only when ``operator`` is None); ``y`` is ``factor`` times
         larger than ``X`` in each direction.
-    """ + SHARED_PARAMETERS_DOC
+    """
+        + SHARED_PARAMETERS_DOC
+    )
 
     _parameter_constraints = {
         **ImplicitRegressor._parameter_constraints,
         "factor": [Interval(Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, operator=None, *, factor=2, regularizer=None, eta=1.0, noise_std="auto",
-                 gradient="jfb", solver="anderson", max_iter=50, tol=1e-4, lam="auto",
-                 precondition=True, learn_step=True, augment=True, max_epochs=30, batch_size=32,
-                 lr=2e-3, optimizer=torch.optim.Adam, device="cpu", random_state=None,
-                 verbose=0, callbacks=None, warm_start=False, image_shape=None, n_threads=None):
-        super().__init__(operator, regularizer=regularizer, eta=eta, noise_std=noise_std,
-                         gradient=gradient, solver=solver, max_iter=max_iter, tol=tol, lam=lam,
-                         precondition=precondition, learn_step=learn_step, augment=augment,
-                         max_epochs=max_epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                         device=device, random_state=random_state, verbose=verbose,
-                         callbacks=callbacks, warm_start=warm_start, image_shape=image_shape,
-                         n_threads=n_threads)
+    def __init__(
+        self,
+        operator=None,
+        *,
+        factor=2,
+        regularizer=None,
+        eta=1.0,
+        noise_std="auto",
+        gradient="jfb",
+        solver="anderson",
+        max_iter=50,
+        tol=1e-4,
+        lam="auto",
+        precondition=True,
+        learn_step=True,
+        augment=True,
+        reuse_fixed_points=True,
+        max_epochs=30,
+        batch_size=32,
+        lr=2e-3,
+        optimizer=torch.optim.Adam,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        warm_start=False,
+        image_shape=None,
+        n_threads=None,
+    ):
+        super().__init__(
+            operator,
+            regularizer=regularizer,
+            eta=eta,
+            noise_std=noise_std,
+            gradient=gradient,
+            solver=solver,
+            max_iter=max_iter,
+            tol=tol,
+            lam=lam,
+            precondition=precondition,
+            learn_step=learn_step,
+            augment=augment,
+            reuse_fixed_points=reuse_fixed_points,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+            callbacks=callbacks,
+            warm_start=warm_start,
+            image_shape=image_shape,
+            n_threads=n_threads,
+        )
         self.factor = factor
 
     def _make_operator(self):
@@ -89,7 +182,8 @@ class ImplicitSuperResolutionRegressor(ImplicitRegressor):
 
 
 class ImplicitInpaintingRegressor(ImplicitRegressor):
-    """Implicit inpainting: ``X`` are images with missing pixels (zeros), ``y`` complete ones.
+    (
+        """Implicit inpainting: ``X`` are images with missing pixels (zeros), ``y`` complete ones.
 
     Parameters
     ----------
@@ -102,7 +196,9 @@ class ImplicitInpaintingRegressor(ImplicitRegressor):
         A fixed mask of observed pixels (then only images of that size are accepted).
     mask_seed : int, default 0
         Seed of the drawn mask; measurements must be made with the same mask.
-    """ + SHARED_PARAMETERS_DOC
+    """
+        + SHARED_PARAMETERS_DOC
+    )
 
     _parameter_constraints = {
         **ImplicitRegressor._parameter_constraints,
@@ -111,18 +207,63 @@ class ImplicitInpaintingRegressor(ImplicitRegressor):
         "mask_seed": [Interval(Integral, 0, None, closed="left")],
     }
 
-    def __init__(self, operator=None, *, fraction=0.5, mask=None, mask_seed=0, regularizer=None, eta=1.0, noise_std="auto",
-                 gradient="jfb", solver="anderson", max_iter=50, tol=1e-4, lam="auto",
-                 precondition=True, learn_step=True, augment=True, max_epochs=30, batch_size=32,
-                 lr=2e-3, optimizer=torch.optim.Adam, device="cpu", random_state=None,
-                 verbose=0, callbacks=None, warm_start=False, image_shape=None, n_threads=None):
-        super().__init__(operator, regularizer=regularizer, eta=eta, noise_std=noise_std,
-                         gradient=gradient, solver=solver, max_iter=max_iter, tol=tol, lam=lam,
-                         precondition=precondition, learn_step=learn_step, augment=augment,
-                         max_epochs=max_epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                         device=device, random_state=random_state, verbose=verbose,
-                         callbacks=callbacks, warm_start=warm_start, image_shape=image_shape,
-                         n_threads=n_threads)
+    def __init__(
+        self,
+        operator=None,
+        *,
+        fraction=0.5,
+        mask=None,
+        mask_seed=0,
+        regularizer=None,
+        eta=1.0,
+        noise_std="auto",
+        gradient="jfb",
+        solver="anderson",
+        max_iter=50,
+        tol=1e-4,
+        lam="auto",
+        precondition=True,
+        learn_step=True,
+        augment=True,
+        reuse_fixed_points=True,
+        max_epochs=30,
+        batch_size=32,
+        lr=2e-3,
+        optimizer=torch.optim.Adam,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        callbacks=None,
+        warm_start=False,
+        image_shape=None,
+        n_threads=None,
+    ):
+        super().__init__(
+            operator,
+            regularizer=regularizer,
+            eta=eta,
+            noise_std=noise_std,
+            gradient=gradient,
+            solver=solver,
+            max_iter=max_iter,
+            tol=tol,
+            lam=lam,
+            precondition=precondition,
+            learn_step=learn_step,
+            augment=augment,
+            reuse_fixed_points=reuse_fixed_points,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+            callbacks=callbacks,
+            warm_start=warm_start,
+            image_shape=image_shape,
+            n_threads=n_threads,
+        )
         self.fraction = fraction
         self.mask = mask
         self.mask_seed = mask_seed

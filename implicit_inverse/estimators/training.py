@@ -40,14 +40,17 @@ class ReconstructionModule(nn.Module):
         self.layer = layer
         self.last_solution = None
 
-    def forward(self, measurement):
-        """Reconstructions of ``measurement`` shaped like ``A^T measurement``."""
-        output = self.layer(measurement)
+    def forward(self, measurement, x0=None):
+        """Reconstructions of ``measurement`` shaped like ``A^T measurement``.
+
+        ``x0`` optionally gives each sample's starting point (a warm start).
+        """
+        output = self.layer(measurement, x0=x0)
         self.last_solution = output.detach()
         return output
 
 
-def dihedral(images, codes):
+def dihedral(images, codes, inverse=False):
     """Apply one of the 8 dihedral transforms to each image.
 
     Parameters
@@ -56,6 +59,8 @@ def dihedral(images, codes):
     codes : torch.Tensor of shape (N,), int in [0, 8)
         ``code % 4`` quarter turns, then a horizontal flip when ``code >= 4``. Quarter turns
         are only valid for square images.
+    inverse : bool, default False
+        Apply the inverse transforms instead.
 
     Returns
     -------
@@ -64,8 +69,12 @@ def dihedral(images, codes):
     output = images.clone()
     for code in torch.unique(codes).tolist():
         chosen = codes == code
-        transformed = torch.rot90(images[chosen], k=code % 4, dims=(2, 3))
-        if code >= 4:
+        transformed = images[chosen]
+        if inverse and code >= 4:
+            transformed = torch.flip(transformed, dims=(3,))
+        transformed = torch.rot90(transformed, k=-(code % 4) if inverse else code % 4,
+                                  dims=(2, 3))
+        if not inverse and code >= 4:
             transformed = torch.flip(transformed, dims=(3,))
         output[chosen] = transformed
     return output
@@ -91,6 +100,8 @@ class TrainingMeasurements:
     augment : bool
         Random dihedral transforms (only flips and half turns for non-square images).
     seed : int
+        Base seed; each epoch draws from ``epoch_seed(seed, epoch)`` so that a run resumed from
+        a checkpoint sees the same noise and transforms as an uninterrupted one.
     """
 
     def __init__(self, operator, noise_std, estimated_std, augment, seed):
@@ -99,25 +110,19 @@ class TrainingMeasurements:
         self.estimated_std = float(estimated_std)
         self.augment = augment
         self.seed = seed
+        self.epoch = 0
         self._generators = {}
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_generators"] = {key: generator.get_state()
-                                for key, generator in self._generators.items()}
-        return state
-
-    def __setstate__(self, state):
-        saved = state.pop("_generators")
-        self.__dict__.update(state)
+    def start_epoch(self, epoch):
+        """Reset the random streams to those of ``epoch`` (0-based)."""
+        self.epoch = epoch
         self._generators = {}
-        for key, generator_state in saved.items():
-            self._generator(key).set_state(generator_state)
 
     def _generator(self, device):
         key = str(device)
         if key not in self._generators:
-            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+            generator = torch.Generator(device=device)
+            self._generators[key] = generator.manual_seed(epoch_seed(self.seed, self.epoch))
         return self._generators[key]
 
     def __call__(self, measurement, clean):
@@ -131,9 +136,12 @@ class TrainingMeasurements:
         Returns
         -------
         measurement, clean : tensors of the same shapes
+        codes : torch.Tensor of shape (N,)
+            The dihedral transform applied to each sample (zeros without augmentation).
         """
         generator = self._generator(clean.device)
         residual = None if self.noise_std is None else measurement - self.operator(clean)
+        codes = torch.zeros(clean.shape[0], dtype=torch.long, device=clean.device)
         if self.augment:
             n_codes = 8 if clean.shape[2] == clean.shape[3] else 4
             codes = torch.randint(0, n_codes, (clean.shape[0],), generator=generator,
@@ -151,7 +159,52 @@ class TrainingMeasurements:
             noise = torch.randn(measured.shape, generator=generator, device=measured.device,
                                 dtype=measured.dtype)
             measured = measured + std * noise
-        return measured, clean
+        return measured, clean, codes
+
+
+class FixedPointCache:
+    """Warm starts: each training sample's last learned correction ``x* - x0``.
+
+    The next solve of the sample starts at its default starting point (the Tikhonov solution of
+    the new, freshly noised measurement) plus the stored correction: the part of the fixed point
+    that the learned regularizer adds, which changes little from one epoch to the next, while
+    the noise-dependent part is recomputed exactly. Corrections are stored in the sample's own
+    orientation (the augmentation is undone) and restored in the orientation of the next draw.
+    Only converged solves are stored; the cache is dropped with the estimator's net (a new
+    ``fit``) and holds one image per training sample.
+
+    Parameters
+    ----------
+    n_samples : int
+    image_shape : tuple (C, H, W)
+    device : torch device
+    """
+
+    def __init__(self, n_samples, image_shape, device):
+        self.points = torch.zeros((n_samples, *image_shape), device=device)
+        self.valid = torch.zeros(n_samples, dtype=torch.bool, device=device)
+
+    def start(self, index, codes, default):
+        """Starting points: ``default`` (N, C, H, W) plus the cached correction where valid."""
+        valid = self.valid[index]
+        if not bool(valid.any()):
+            return default
+        correction = dihedral(self.points[index], codes) * valid.reshape(-1, 1, 1, 1)
+        return default + correction
+
+    def store(self, index, codes, solutions, starts, converged):
+        """Remember ``solutions - starts`` (N, C, H, W) of the converged samples ``index``."""
+        keep = converged.to(index.device)
+        if bool(keep.any()):
+            chosen = index[keep]
+            self.points[chosen] = dihedral(solutions[keep] - starts[keep], codes[keep],
+                                           inverse=True)
+            self.valid[chosen] = True
+
+
+def epoch_seed(seed, epoch):
+    """Seed of the random streams of one epoch, a pure function of the run's seed and epoch."""
+    return (seed * 1_000_003 + epoch * 7_919) % (2 ** 63 - 1)
 
 
 class EquilibriumNet(NeuralNetRegressor):
@@ -167,27 +220,51 @@ class EquilibriumNet(NeuralNetRegressor):
         Consecutive skipped batches after which training stops with :class:`DivergenceError`.
     divergence_hint : str, default ""
         Appended to the error message (the step size and contraction estimate).
+    fixed_point_cache : FixedPointCache or None
+        Warm starts of the training solves.
     """
 
     def __init__(self, *args, training_measurements=None, max_skipped=10, divergence_hint="",
-                 **kwargs):
+                 fixed_point_cache=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.training_measurements = training_measurements
         self.max_skipped = max_skipped
         self.divergence_hint = divergence_hint
+        self.fixed_point_cache = fixed_point_cache
         self.consecutive_skipped_ = 0
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        """Start a history row and derive this epoch's shuffling and noise from its index."""
+        super().on_epoch_begin(net, dataset_train=dataset_train, dataset_valid=dataset_valid,
+                               **kwargs)
+        epoch = len(self.history) - 1
+        if self.training_measurements is not None:
+            self.training_measurements.start_epoch(epoch)
+            shuffle = getattr(self, "iterator_train__generator", None)
+            if shuffle is not None:
+                shuffle.manual_seed(epoch_seed(self.training_measurements.seed, epoch) + 1)
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
-        measurement, clean = batch
-        measurement = measurement.to(self.device)
+        inputs, clean = batch
+        measurement = inputs["measurement"].to(self.device)
+        index = inputs["index"].to(self.device)
         clean = clean.to(self.device)
+        codes = torch.zeros_like(index)
         if self.training_measurements is not None:
-            measurement, clean = self.training_measurements(measurement, clean)
-        prediction = self.module_(measurement)
-        loss = self.get_loss(prediction, clean, X=measurement, training=True)
+            measurement, clean, codes = self.training_measurements(measurement, clean)
         layer = self.module_.layer
+        x0 = None
+        if self.fixed_point_cache is not None:
+            with torch.no_grad():
+                default_start = layer.map.initial_point(measurement)
+                x0 = self.fixed_point_cache.start(index, codes, default_start)
+        prediction = self.module_(measurement, x0=x0)
+        loss = self.get_loss(prediction, clean, X=measurement, training=True)
         stats = layer.last_stats
+        if self.fixed_point_cache is not None:
+            self.fixed_point_cache.store(index, codes, self.module_.last_solution, default_start,
+                                         stats.converged & ~stats.diverged)
         record_solver_stats(self.history, stats, prefix="fp")
         backward_stats_before = layer.gradient.last_stats
         skipped = bool(stats.diverged.any()) or not bool(torch.isfinite(loss))

@@ -98,11 +98,16 @@ class DnCNN(nn.Module):
 
 
 class TikhonovPlusNetwork(nn.Module):
-    """The regularizer ``R(x) = alpha * x + network(x)`` with a learnable ``alpha > 0``.
+    """The regularizer ``R(x) = alpha * (x + network(x))`` with a learnable ``alpha > 0``.
 
     With ``network`` returning zeros at initialisation (``DnCNN(zero_output=True)``) the
     implicit model's fixed point is exactly the Tikhonov solution with weight ``alpha``, and
     training can only move away from that baseline when it lowers the loss.
+
+    The network is scaled by ``alpha`` so that it acts at the scale of the Tikhonov term: in a
+    step preconditioned by ``(A^T A + lam I)^{-1}`` with ``lam`` close to ``alpha``, the
+    network's Jacobian enters the map's Jacobian with a gain of about 1 instead of ``1 / lam``,
+    so ordinary learning rates keep the map contractive.
 
     Parameters
     ----------
@@ -132,5 +137,5 @@ class TikhonovPlusNetwork(nn.Module):
         return nn.functional.softplus(self.raw_alpha)
 
     def forward(self, x):
-        """``alpha * x + network(x)``, shaped like ``x`` (N, C, H, W)."""
-        return self.alpha.to(x.dtype) * x + self.network(x)
+        """``alpha * (x + network(x))``, shaped like ``x`` (N, C, H, W)."""
+        return self.alpha.to(x.dtype) * (x + self.network(x))
