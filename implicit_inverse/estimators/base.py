@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import ProgressBar
 from torch import nn
@@ -21,7 +21,9 @@ from ..equilibrium import (ConvergenceWarning, FixedPointSolver, GradientStep, G
                            ImplicitLayer, SolverStats, safe_step_size)
 from ..equilibrium.solvers import warn_if_unconverged
 from ..networks import DnCNN, TikhonovPlusNetwork
+from .._validation import warn_if_out_of_range
 from ..operators import LinearOperator
+from . import persistence
 from .classical import tune_lam
 from .inputs import (check_channels, reconstruction_psnr, validate_measurements,
                      validate_training_pair)
@@ -31,8 +33,9 @@ from .training import (EquilibriumNet, FixedPointCache, ReconstructionModule, So
 SHARED_PARAMETERS_DOC = """
     regularizer : torch.nn.Module or None, default None
         The learned term ``R_theta`` (image -> image of the same shape). ``None`` uses
-        ``TikhonovPlusNetwork(DnCNN(depth=5, width=24), alpha=lam)``: ``alpha x`` plus a DnCNN
-        whose output starts at zero, so the untrained model is exactly Tikhonov. ``fit`` trains
+        ``TikhonovPlusNetwork(DnCNN(depth=5, width=24), alpha=lam, scale=100 * lam)``:
+        ``alpha x`` plus a DnCNN whose output starts at zero, so the untrained model is exactly
+        Tikhonov. ``fit`` trains
         a copy: the module passed in is never modified.
     eta : float, default 1.0
         Step size of the DE-GRAD map, > 0. With ``precondition=True`` steps in (0, 2) contract;
@@ -66,11 +69,11 @@ SHARED_PARAMETERS_DOC = """
         Start each training sample's solve from its converged fixed point of the previous epoch
         (one cached image per training sample, in memory on ``device``; dropped by a new
         ``fit``). Fewer iterations per epoch, same fixed points.
-    max_epochs : int, default 30
+    max_epochs : int, default 40
     batch_size : int, default 32
         Training batch size; ``predict`` works in chunks of ``4 * batch_size`` images, so its
         memory does not grow with the number of images.
-    lr : float, default 2e-3
+    lr : float, default 5e-4
         Learning rate of the optimizer.
     optimizer : torch optimizer class, default torch.optim.Adam
     device : {"cpu", "cuda", "auto"} or str, default "cpu"
@@ -91,6 +94,10 @@ SHARED_PARAMETERS_DOC = """
         Torch CPU threads during ``fit`` and ``predict`` (restored afterwards). None keeps
         torch's setting. Use 1 with ``GridSearchCV(n_jobs=k)``.
 """
+
+
+NETWORK_GAIN = 100.0
+"""Gain of the default network after preconditioning (its output is scaled by gain * lam)."""
 
 
 class ImplicitRegressor(RegressorMixin, BaseEstimator):
@@ -159,8 +166,8 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
     def __init__(self, operator=None, *, regularizer=None, eta=1.0, noise_std="auto",
                  gradient="jfb", solver="anderson", max_iter=50, tol=1e-4, lam="auto",
                  precondition=True, learn_step=True, augment=True, reuse_fixed_points=True,
-                 max_epochs=30, batch_size=32,
-                 lr=2e-3, optimizer=torch.optim.Adam, device="cpu", random_state=None,
+                 max_epochs=40, batch_size=32,
+                 lr=5e-4, optimizer=torch.optim.Adam, device="cpu", random_state=None,
                  verbose=0, callbacks=None, warm_start=False, image_shape=None, n_threads=None):
         self.operator = operator
         self.regularizer = regularizer
@@ -242,18 +249,26 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
         image_shape = self.image_shape_ if continuing else self.image_shape
         operator = self.operator_ if continuing else copy.deepcopy(self._make_operator())
         measurements, clean = validate_training_pair(X, y, operator, image_shape)
-        if continuing:
-            check_channels(measurements, self.n_channels_)
-        else:
-            self._initialise(measurements, clean, operator, device)
-        with _torch_threads(self.n_threads):
-            inputs = {"measurement": measurements, "index": torch.arange(len(measurements))}
-            self.net_.partial_fit(inputs, clean, epochs=self.max_epochs if epochs is None
-                                  else epochs)
+        warn_if_out_of_range(measurements, "X")
+        with _float32_default():
+            if continuing:
+                check_channels(measurements, self.n_channels_)
+                self._match_fixed_point_cache(clean)
+            else:
+                self._initialise(measurements, clean, operator, device)
+            with _torch_threads(self.n_threads):
+                inputs = {"measurement": measurements, "index": torch.arange(len(measurements))}
+                self.net_.partial_fit(inputs, clean, epochs=self.max_epochs if epochs is None
+                                      else epochs)
         self.n_iter_ = len(self.net_.history)
         return self
 
     def _check_scalar_params(self):
+        for name in ("max_iter", "max_epochs", "batch_size", "n_threads"):
+            if isinstance(getattr(self, name), (bool, np.bool_)):  # bool passes Interval(Integral)
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of {type(self).__name__} must be an int >= 1, got "
+                    f"the bool {getattr(self, name)!r}")
         for name in ("eta", "lr", "tol"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be finite, got {getattr(self, name)!r}")
@@ -299,14 +314,14 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
             operator, noise_std=None if self.noise_std == "auto" else self.noise_std_,
             estimated_std=self.noise_std_, augment=self.augment, seed=seed)
         self.net_ = EquilibriumNet(
-            ReconstructionModule(layer), criterion=nn.MSELoss, optimizer=self.optimizer,
+            ReconstructionModule(layer, cache=FixedPointCache.for_data(clean)
+                                 if self.reuse_fixed_points else None),
+            criterion=nn.MSELoss, optimizer=self.optimizer,
             lr=self.lr, max_epochs=self.max_epochs, batch_size=self.batch_size,
             train_split=None, device=device, callbacks=callbacks, verbose=self.verbose,
             iterator_train__shuffle=True,
             iterator_train__generator=torch.Generator().manual_seed(seed),
             training_measurements=sampler,
-            fixed_point_cache=FixedPointCache(len(clean), tuple(clean.shape[1:]), device)
-            if self.reuse_fixed_points else None,
             divergence_hint=f"eta={self.eta}: {self._contraction_note(operator, clean.shape)}",
         )
         self.net_.initialize()
@@ -314,7 +329,8 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
     def _make_regularizer(self):
         if self.regularizer is None:
             network = DnCNN(depth=5, width=24, channels=self.n_channels_)
-            return TikhonovPlusNetwork(network, alpha=self.lam_)
+            return TikhonovPlusNetwork(network, alpha=self.lam_,
+                                       scale=NETWORK_GAIN * self.lam_)
         return copy.deepcopy(self.regularizer)
 
     def _contraction_note(self, operator, shape):
@@ -356,14 +372,23 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self, "net_")
         measurements, layout = validate_measurements(X, self)
+        warn_if_out_of_range(measurements, "X")
         module = self.net_.module_
         module.eval()
         outputs, parts = [], []
         chunk = 4 * self.batch_size
-        with _torch_threads(self.n_threads), torch.no_grad():
+        with _torch_threads(self.n_threads), _float32_default(), torch.no_grad():
             for start in range(0, measurements.shape[0], chunk):
                 batch = measurements[start:start + chunk].to(self.net_.device)
-                outputs.append(module(batch).cpu())
+                output = module(batch).cpu()
+                if not bool(torch.isfinite(output).all()):
+                    # the solver returns finite iterates from a finite start: only a start that
+                    # overflows float32 (absurdly large measurements) gets here
+                    raise ValueError(
+                        f"X has values of magnitude up to {float(batch.abs().max()):.3g}: the "
+                        "starting point of the solve overflows float32; images must be scaled "
+                        "to [0, 1]")
+                outputs.append(output)
                 parts.append(module.layer.last_stats)
         stats = SolverStats.concatenate(parts)
         warn_if_unconverged(stats, stacklevel=2)
@@ -391,6 +416,48 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "net_")
         return self.net_.history
 
+    # -- persistence and continued training --------------------------------------------------
+    def save(self, path):
+        """Write the estimator (hyperparameters, fitted attributes and weights) to ``path``.
+
+        The file is written beside ``path`` and then renamed over it, so a failed save never
+        truncates an existing file. See :mod:`implicit_inverse.estimators.persistence`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        """
+        persistence.save(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Read an estimator written by :meth:`save`.
+
+        A model trained on a GPU loads on a machine without CUDA: its tensors are mapped to
+        the CPU and a ``device`` naming CUDA becomes ``"cpu"`` (with a warning).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Returns
+        -------
+        estimator : instance of ``cls`` (or of a subclass)
+        """
+        return persistence.load(path, expected_class=cls)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # skorch maps the network to the CPU when CUDA is missing; keep `device` consistent
+        persistence.use_available_device(self)
+
+    def _match_fixed_point_cache(self, clean):
+        """Start a fresh warm-start cache when continued training gets other images."""
+        module = self.net_.module_
+        cache = getattr(module, "cache", None)
+        if cache is not None and not cache.matches(clean):
+            module.cache = FixedPointCache.for_data(clean).to(self.net_.device)
+
 
 def _resolve_device(device):
     name = str(device)
@@ -405,6 +472,21 @@ def _resolve_device(device):
         raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") \
             from None
     return name
+
+
+@contextlib.contextmanager
+def _float32_default():
+    """Make float32 torch's default dtype for the duration of a block (modules built and
+    tensors created inside are float32 like the data), then restore the caller's default."""
+    previous = torch.get_default_dtype()
+    if previous == torch.float32:
+        yield
+        return
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def _check_regularizer(regularizer, sample):

@@ -98,16 +98,16 @@ class DnCNN(nn.Module):
 
 
 class TikhonovPlusNetwork(nn.Module):
-    """The regularizer ``R(x) = alpha * (x + network(x))`` with a learnable ``alpha > 0``.
+    """The regularizer ``R(x) = alpha * x + scale * network(x)`` with a learnable ``alpha > 0``.
 
     With ``network`` returning zeros at initialisation (``DnCNN(zero_output=True)``) the
     implicit model's fixed point is exactly the Tikhonov solution with weight ``alpha``, and
     training can only move away from that baseline when it lowers the loss.
 
-    The network is scaled by ``alpha`` so that it acts at the scale of the Tikhonov term: in a
-    step preconditioned by ``(A^T A + lam I)^{-1}`` with ``lam`` close to ``alpha``, the
-    network's Jacobian enters the map's Jacobian with a gain of about 1 instead of ``1 / lam``,
-    so ordinary learning rates keep the map contractive.
+    In a step preconditioned by ``(A^T A + lam I)^{-1}`` the network's output is amplified by up
+    to ``scale / lam`` at the frequencies the operator removes. The estimators use
+    ``scale = 100 * lam``, so that this gain (100) and hence the learning rate that keeps the map
+    contractive while it learns do not depend on the noise level through ``lam``.
 
     Parameters
     ----------
@@ -117,16 +117,22 @@ class TikhonovPlusNetwork(nn.Module):
         Initial Tikhonov weight, > 0 (kept positive through a softplus).
     learn_alpha : bool, default True
         Train ``alpha`` with the network.
+    scale : float, default 1.0
+        Fixed factor of the network's output, > 0.
     """
 
-    def __init__(self, network, alpha=1e-2, learn_alpha=True):
+    def __init__(self, network, alpha=1e-2, learn_alpha=True, scale=1.0):
         super().__init__()
         if not isinstance(network, nn.Module):
             raise TypeError(f"network must be a torch.nn.Module, got {type(network).__name__}")
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) \
                 or not math.isfinite(alpha) or alpha <= 0:
             raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) \
+                or not math.isfinite(scale) or scale <= 0:
+            raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
         self.network = network
+        self.scale = float(scale)
         # softplus^{-1}(alpha), stable for small alpha
         raw = torch.tensor(float(alpha)).expm1().log() if alpha < 20 else torch.tensor(float(alpha))
         self.raw_alpha = nn.Parameter(raw.reshape(()), requires_grad=learn_alpha)
@@ -137,5 +143,5 @@ class TikhonovPlusNetwork(nn.Module):
         return nn.functional.softplus(self.raw_alpha)
 
     def forward(self, x):
-        """``alpha * (x + network(x))``, shaped like ``x`` (N, C, H, W)."""
-        return self.alpha.to(x.dtype) * (x + self.network(x))
+        """``alpha * x + scale * network(x)``, shaped like ``x`` (N, C, H, W)."""
+        return self.alpha.to(x.dtype) * x + self.scale * self.network(x)
