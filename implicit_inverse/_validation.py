@@ -7,6 +7,7 @@ values.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 
 import numpy as np
@@ -63,10 +64,11 @@ def as_image_tensor(values, name, image_shape=None, min_samples=1):
     Raises
     ------
     TypeError
-        Non-numeric, boolean or integer values, sparse matrices.
+        Non-numeric (text, bytes, dates, objects that are not numbers), boolean or integer
+        values, sparse matrices.
     ValueError
-        Wrong rank, empty arrays, too few samples, complex values, NaN or infinity. Shapes are
-        checked before the dtype.
+        Wrong rank, empty arrays, too few samples, complex values, NaN or infinity, values
+        beyond the float32 range. Shapes are checked before the dtype.
     """
     kind = "torch" if isinstance(values, torch.Tensor) else "numpy"
     # complex values first, then shapes, then the dtype
@@ -106,6 +108,7 @@ def as_image_tensor(values, name, image_shape=None, min_samples=1):
     array = _check_real_floating(array, name, kind)
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinity; images must be finite")
+    _check_float32_range(array, name)
     if array.ndim == 2:
         array = array.reshape(array.shape[0], *image_shape)
     elif array.ndim == 3:
@@ -152,8 +155,22 @@ def _to_numpy(values, name):
         raise TypeError(f"{name} must be an array of real numbers: {error}") from None
 
 
+def _check_float32_range(array, name):
+    """Refuse finite values that become infinite in float32, the precision of the computation."""
+    if array.dtype.itemsize <= 4 or array.size == 0:
+        return
+    largest = float(np.abs(array).max())
+    if largest > float(np.finfo(np.float32).max):
+        raise ValueError(
+            f"{name} has values of magnitude up to {largest:.3g}, beyond the float32 range "
+            f"(about 3.4e38) in which the model computes; images must be scaled to [0, 1]")
+
+
 def _check_real_floating(array, name, kind):
-    """Refuse boolean and integer arrays; convert other non-floating ones to float64."""
+    """Refuse boolean, integer, text and date arrays; convert object arrays to float64."""
+    if array.dtype.kind in "USVMm":
+        raise TypeError(f"{name} must be an array of real numbers; got dtype {array.dtype} "
+                        "(text, bytes, records and dates are not images)")
     if array.dtype.kind == "b":
         raise TypeError(f"{name} must be real floating images; got dtype bool")
     if array.dtype.kind in "iu":
@@ -161,6 +178,12 @@ def _check_real_floating(array, name, kind):
         raise TypeError(
             f"{name} must be floating point images in [0, 1]; got integer dtype {array.dtype} "
             f"(integer images are refused, not rescaled: convert uint8 with {convert})")
+    if array.dtype.kind == "O":
+        # object arrays hold Python numbers or anything else (None would become NaN)
+        for value in array.flat:
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name} must be an array of real numbers; got objects of type "
+                                f"{type(value).__name__}")
     if array.dtype.kind != "f":
         try:
             array = array.astype(np.float64)
