@@ -32,15 +32,28 @@ class ImageLayout:
         self.dtype = dtype
 
     def restore(self, images):
-        """Turn a float32 tensor (n, C, H, W) back into the user's layout, kind and dtype."""
+        """Turn a float32 tensor (n, C, H, W) back into the user's layout, kind and dtype.
+
+        Raises ``ValueError`` rather than return infinities when finite images do not fit in the
+        user's dtype (float16 holds magnitudes up to 65504 only).
+        """
         images = images.detach().cpu()
         if self.ndim == 2:
             images = images.flatten(1)
         elif self.ndim == 3:
             images = images[:, 0]
         if self.kind == "torch":
-            return images.to(self.dtype)
-        return images.numpy().astype(self.dtype, copy=False)
+            restored = images.to(self.dtype)
+            finite = bool(torch.isfinite(restored).all())
+        else:
+            with np.errstate(over="ignore"):
+                restored = images.numpy().astype(self.dtype, copy=False)
+            finite = bool(np.isfinite(restored).all())
+        if not finite and bool(torch.isfinite(images).all()):
+            raise ValueError(
+                f"the reconstructions (magnitude up to {float(images.abs().max()):.3g}) overflow "
+                f"{self.dtype}, the dtype of X: pass X as float32 (images scaled to [0, 1])")
+        return restored
 
 
 def as_image_tensor(values, name, image_shape=None, min_samples=1):

@@ -367,13 +367,37 @@ def load_model(path):
         raise CommandError(f"--model: no such file: {str(path)!r}")
     with open(path, "rb") as handle:
         try:
-            record = pickle.load(handle)
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as error:
+            record = _CPUUnpickler(handle).load()
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError,
+                IndexError, KeyError, RuntimeError) as error:
             raise CommandError(f"--model: {str(path)!r} is not a readable model file "
                                f"({type(error).__name__}: {error})") from None
     if not (isinstance(record, dict) and record.get("format") == MODEL_FORMAT):
         raise CommandError(f"--model: {str(path)!r} was not written by '{PROG} train'")
+    estimator = record["estimator"]
+    if str(getattr(estimator, "device", "cpu")).startswith("cuda") and not _cuda_available():
+        estimator.set_params(device="cpu")  # trained on a GPU, used here on the CPU
     return record
+
+
+def _cuda_available():
+    import torch
+
+    return torch.cuda.is_available()
+
+
+class _CPUUnpickler(pickle.Unpickler):
+    """Unpickler that maps tensors saved on a GPU to the CPU when CUDA is not available."""
+
+    def find_class(self, module, name):
+        if module == "torch.storage" and name == "_load_from_bytes" and not _cuda_available():
+            import io
+
+            import torch
+
+            return lambda data: torch.load(io.BytesIO(data), map_location="cpu",
+                                           weights_only=False)
+        return super().find_class(module, name)
 
 
 def _model_record(estimator, blur, noise, size, data, seed):

@@ -67,8 +67,9 @@ SHARED_PARAMETERS_DOC = """
         operator.
     reuse_fixed_points : bool, default True
         Start each training sample's solve from its converged fixed point of the previous epoch
-        (one cached image per training sample, in memory on ``device``; dropped by a new
-        ``fit``). Fewer iterations per epoch, same fixed points.
+        (one cached image per training sample, on ``device``, saved with the weights so that
+        checkpoints resume exactly; dropped by a new ``fit`` and when continued training gets
+        other images). Fewer iterations per epoch, same fixed points.
     max_epochs : int, default 40
     batch_size : int, default 32
         Training batch size; ``predict`` works in chunks of ``4 * batch_size`` images, so its
@@ -84,7 +85,12 @@ SHARED_PARAMETERS_DOC = """
         0 is silent; 1 prints skorch's table per epoch (loss, time, solver statistics); 2 adds
         a progress bar.
     callbacks : list of skorch callbacks or None, default None
-        Extra callbacks (e.g. ``skorch.callbacks.Checkpoint(dirname=...)``); they are copied.
+        Extra callbacks; they are copied. To checkpoint and resume:
+        ``cp = Checkpoint(dirname=folder, monitor=None)`` saves every epoch (there is no
+        validation split, so skorch's default monitor ``"valid_loss_best"`` does not exist;
+        ``"train_loss_best"`` keeps the best epoch), and ``callbacks=[cp, LoadInitState(cp)]``
+        resumes from the last checkpoint: a run resumed after k epochs with
+        ``max_epochs = total - k`` gives the parameters of an uninterrupted run.
     warm_start : bool, default False
         Continue training the fitted model on a new ``fit`` instead of starting over.
     image_shape : tuple (C, H, W) or None, default None
@@ -101,7 +107,7 @@ NETWORK_GAIN = 100.0
 
 
 class ImplicitRegressor(RegressorMixin, BaseEstimator):
-    """Image-to-image regressor whose output is the fixed point of a learned DE-GRAD map.
+    __doc__ = """Image-to-image regressor whose output is the fixed point of a learned DE-GRAD map.
 
     ``x* = T(x*; d)`` with ``T(x; d) = x - eta P (A^T (A x - d) + R_theta(x))``, trained with
     skorch on pairs (measurements ``X``, clean images ``y``).

@@ -12,7 +12,7 @@ from .base import SHARED_PARAMETERS_DOC, ImplicitRegressor
 
 
 class ImplicitDeblurRegressor(ImplicitRegressor):
-    (
+    __doc__ = (
         """Implicit deblurring: ``X`` are blurred, noisy images, ``y`` the sharp ones.
 
     Parameters
@@ -99,7 +99,7 @@ class ImplicitDeblurRegressor(ImplicitRegressor):
 
 
 class ImplicitSuperResolutionRegressor(ImplicitRegressor):
-    (
+    __doc__ = (
         """Implicit super-resolution: ``X`` are low-resolution images, ``y`` high-resolution ones.
 
     Parameters
@@ -182,7 +182,7 @@ class ImplicitSuperResolutionRegressor(ImplicitRegressor):
 
 
 class ImplicitInpaintingRegressor(ImplicitRegressor):
-    (
+    __doc__ = (
         """Implicit inpainting: ``X`` are images with missing pixels (zeros), ``y`` complete ones.
 
     Parameters

@@ -27,6 +27,10 @@ class ReconstructionModule(nn.Module):
     Parameters
     ----------
     layer : ImplicitLayer
+    cache : FixedPointCache or None, default None
+        Warm starts of the training solves. A submodule, so that its buffers are part of the
+        module's ``state_dict``: checkpoints (skorch ``Checkpoint`` / ``LoadInitState``) carry
+        it, and a resumed run starts its solves where the uninterrupted run would.
 
     Attributes
     ----------
@@ -35,9 +39,10 @@ class ReconstructionModule(nn.Module):
         measurements are: the lowest-residual iterate of each sample).
     """
 
-    def __init__(self, layer):
+    def __init__(self, layer, cache=None):
         super().__init__()
         self.layer = layer
+        self.cache = cache
         self.last_solution = None
 
     def forward(self, measurement, x0=None):
@@ -113,6 +118,13 @@ class TrainingMeasurements:
         self.epoch = 0
         self._generators = {}
 
+    def __getstate__(self):
+        # the generators are rebuilt from (seed, epoch); a CUDA generator could not be unpickled
+        # on a machine without CUDA
+        state = self.__dict__.copy()
+        state["_generators"] = {}
+        return state
+
     def start_epoch(self, epoch):
         """Reset the random streams to those of ``epoch`` (0-based)."""
         self.epoch = epoch
@@ -162,7 +174,7 @@ class TrainingMeasurements:
         return measured, clean, codes
 
 
-class FixedPointCache:
+class FixedPointCache(nn.Module):
     """Warm starts: each training sample's last learned correction ``x* - x0``.
 
     The next solve of the sample starts at its default starting point (the Tikhonov solution of
@@ -171,7 +183,8 @@ class FixedPointCache:
     the noise-dependent part is recomputed exactly. Corrections are stored in the sample's own
     orientation (the augmentation is undone) and restored in the orientation of the next draw.
     Only converged solves are stored; the cache is dropped with the estimator's net (a new
-    ``fit``) and holds one image per training sample.
+    ``fit``), replaced when continued training gets other images (see :meth:`matches`), and
+    holds one image per training sample. It is a module with buffers, saved with the weights.
 
     Parameters
     ----------
@@ -180,9 +193,25 @@ class FixedPointCache:
     device : torch device
     """
 
-    def __init__(self, n_samples, image_shape, device):
-        self.points = torch.zeros((n_samples, *image_shape), device=device)
-        self.valid = torch.zeros(n_samples, dtype=torch.bool, device=device)
+    def __init__(self, n_samples, image_shape, device=None):
+        super().__init__()
+        # buffers: saved with the module's weights (checkpoints, resume) and moved with it
+        self.register_buffer("points", torch.zeros((n_samples, *image_shape), device=device))
+        self.register_buffer("valid", torch.zeros(n_samples, dtype=torch.bool, device=device))
+        # fingerprint of the training images: continued training on other images starts afresh
+        self.register_buffer("signature", torch.zeros(3, dtype=torch.float64, device=device))
+
+    @classmethod
+    def for_data(cls, clean, device=None):
+        """An empty cache for the training images ``clean`` (n, C, H, W)."""
+        cache = cls(len(clean), tuple(clean.shape[1:]), device=device)
+        cache.signature.copy_(data_signature(clean))
+        return cache
+
+    def matches(self, clean):
+        """Whether ``clean`` (n, C, H, W) are the images this cache was made for."""
+        return (tuple(clean.shape) == tuple(self.points.shape)
+                and torch.equal(data_signature(clean), self.signature.cpu()))
 
     def start(self, index, codes, default):
         """Starting points: ``default`` (N, C, H, W) plus the cached correction where valid."""
@@ -202,9 +231,20 @@ class FixedPointCache:
             self.valid[chosen] = True
 
 
+def data_signature(images):
+    """Order-sensitive fingerprint (3 float64 values) of training images (n, C, H, W)."""
+    values = images.detach().to("cpu", torch.float64).flatten(1)
+    sums = values.sum(1)
+    weights = torch.arange(1, len(values) + 1, dtype=torch.float64)
+    return torch.stack([sums.sum(), (weights * sums).sum(), values.square().sum()])
+
+
 def epoch_seed(seed, epoch):
     """Seed of the random streams of one epoch, a pure function of the run's seed and epoch."""
     return (seed * 1_000_003 + epoch * 7_919) % (2 ** 63 - 1)
+
+
+_SAME_AS_MODULE_ = "<the module_ attribute>"
 
 
 class EquilibriumNet(NeuralNetRegressor):
@@ -220,18 +260,36 @@ class EquilibriumNet(NeuralNetRegressor):
         Consecutive skipped batches after which training stops with :class:`DivergenceError`.
     divergence_hint : str, default ""
         Appended to the error message (the step size and contraction estimate).
-    fixed_point_cache : FixedPointCache or None
-        Warm starts of the training solves.
+
+    Notes
+    -----
+    The warm starts of the training solves are the module's ``cache``
+    (:class:`ReconstructionModule`), so they travel with the weights.
     """
 
     def __init__(self, *args, training_measurements=None, max_skipped=10, divergence_hint="",
-                 fixed_point_cache=None, **kwargs):
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.training_measurements = training_measurements
         self.max_skipped = max_skipped
         self.divergence_hint = divergence_hint
-        self.fixed_point_cache = fixed_point_cache
         self.consecutive_skipped_ = 0
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        # ``module`` is the instance that became ``module_``: skorch pickles ``module_`` apart
+        # (mapped to the CPU when CUDA is missing); pickling it again as the plain ``module``
+        # parameter would store the weights twice, with their device, and break loading a GPU
+        # model on a CPU-only machine
+        if state.get("module") is getattr(self, "module_", None):
+            state["module"] = _SAME_AS_MODULE_
+        return state
+
+    def __setstate__(self, state):
+        same = isinstance(state.get("module"), str) and state["module"] == _SAME_AS_MODULE_
+        super().__setstate__(state)
+        if same:
+            self.module = self.module_
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         """Start a history row and derive this epoch's shuffling and noise from its index."""
@@ -255,19 +313,22 @@ class EquilibriumNet(NeuralNetRegressor):
             measurement, clean, codes = self.training_measurements(measurement, clean)
         layer = self.module_.layer
         x0 = None
-        if self.fixed_point_cache is not None:
+        cache = getattr(self.module_, "cache", None)
+        if cache is not None:
             with torch.no_grad():
                 default_start = layer.map.initial_point(measurement)
-                x0 = self.fixed_point_cache.start(index, codes, default_start)
+                x0 = cache.start(index, codes, default_start)
         prediction = self.module_(measurement, x0=x0)
         loss = self.get_loss(prediction, clean, X=measurement, training=True)
         stats = layer.last_stats
-        if self.fixed_point_cache is not None:
-            self.fixed_point_cache.store(index, codes, self.module_.last_solution, default_start,
-                                         stats.converged & ~stats.diverged)
         record_solver_stats(self.history, stats, prefix="fp")
         backward_stats_before = layer.gradient.last_stats
         skipped = bool(stats.diverged.any()) or not bool(torch.isfinite(loss))
+        self.history.record_batch("skipped", int(skipped))  # recorded even if training stops
+        if cache is not None and not skipped:
+            # a skipped batch's outputs may be NaN: they must not become the next warm starts
+            cache.store(index, codes, self.module_.last_solution, default_start,
+                        stats.converged & ~stats.diverged)
         if skipped:
             self.consecutive_skipped_ += 1
             fallback = self.module_.last_solution
@@ -285,7 +346,6 @@ class EquilibriumNet(NeuralNetRegressor):
             backward_stats = layer.gradient.last_stats
             if backward_stats is not None and backward_stats is not backward_stats_before:
                 record_solver_stats(self.history, backward_stats, prefix="bw")
-        self.history.record_batch("skipped", int(skipped))
         return {"loss": loss, "y_pred": prediction}
 
 
