@@ -14,8 +14,9 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import ProgressBar
+from skorch.callbacks import LRScheduler, ProgressBar
 from torch import nn
+from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from ..equilibrium import (ConvergenceWarning, FixedPointSolver, GradientStep, GradientStrategy,
                            ImplicitLayer, SolverStats, safe_step_size)
@@ -76,6 +77,9 @@ SHARED_PARAMETERS_DOC = """
         memory does not grow with the number of images.
     lr : float, default 5e-4
         Learning rate of the optimizer.
+    lr_schedule : {"cosine", "constant"}, default "cosine"
+        "cosine" decays the learning rate to 0 over ``max_epochs`` (per epoch, resumable);
+        "constant" keeps it.
     optimizer : torch optimizer class, default torch.optim.Adam
     device : {"cpu", "cuda", "auto"} or str, default "cpu"
         Torch device; "auto" uses CUDA when available. Asking for CUDA without it is an error.
@@ -159,6 +163,7 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
+        "lr_schedule": [StrOptions({"cosine", "constant"})],
         "optimizer": [callable],
         "device": [str, torch.device],
         "random_state": ["random_state"],
@@ -173,7 +178,7 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
                  gradient="jfb", solver="anderson", max_iter=50, tol=1e-4, lam="auto",
                  precondition=True, learn_step=True, augment=True, reuse_fixed_points=True,
                  max_epochs=40, batch_size=32,
-                 lr=5e-4, optimizer=torch.optim.Adam, device="cpu", random_state=None,
+                 lr=5e-4, lr_schedule="cosine", optimizer=torch.optim.Adam, device="cpu", random_state=None,
                  verbose=0, callbacks=None, warm_start=False, image_shape=None, n_threads=None):
         self.operator = operator
         self.regularizer = regularizer
@@ -191,6 +196,7 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.lr_schedule = lr_schedule
         self.optimizer = optimizer
         self.device = device
         self.random_state = random_state
@@ -312,6 +318,9 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
                               gradient=copy.deepcopy(self.gradient), max_iter=self.max_iter,
                               tol=self.tol, warn=False)
         callbacks = [("solver_stats", SolverStatsLog())]
+        if self.lr_schedule == "cosine":
+            callbacks.append(("lr_schedule", LRScheduler(CosineAnnealingLR,
+                                                         T_max=self.max_epochs)))
         if self.verbose >= 2:
             callbacks.append(("progress", ProgressBar()))
         callbacks += [(f"user_{i}", callback) for i, callback in
