@@ -233,10 +233,8 @@ def main(argv=None):
 
 
 def _one_line(error):
-    if isinstance(error, FileNotFoundError) and error.filename and not error.args[1:]:
-        message = str(error)
-    elif isinstance(error, OSError) and error.filename:
-        message = f"{error.strerror or error}: {error.filename}"
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        message = f"{error.strerror}: {error.filename}"
     else:
         message = str(error) or type(error).__name__
     return " ".join(message.split())

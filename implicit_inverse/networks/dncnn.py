@@ -39,9 +39,9 @@ class DnCNN(nn.Module):
         Initialise the output layer at zero, so the untrained network returns zeros: the implicit
         model then starts exactly at its classical (Tikhonov) counterpart.
 
-    Shapes
-    ------
-    Input and output: (N, channels, H, W).
+    Notes
+    -----
+    Input and output are shaped (N, channels, H, W).
     """
 
     def __init__(self, depth=6, width=24, channels=1, kernel_size=3, spectral_norm=False,
