@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch.func import jvp
 
@@ -39,7 +41,10 @@ def estimate_lipschitz(fixed_point_map, x, d, n_iter=20, seed=0):
 
     for _ in range(n_iter):
         z = x.clone().requires_grad_()
-        with torch.enable_grad():
+        with torch.enable_grad(), warnings.catch_warnings():
+            # torch.func emits a deprecation notice about torch.jit.script on first use
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*",
+                                    category=FutureWarning)
             out, jv = jvp(apply, (z,), (v,))
             jtjv = torch.autograd.grad(out, z, jv)[0]
         estimate = jv.flatten(1).norm(dim=1)

@@ -107,6 +107,9 @@ class FixedPointSolver(abc.ABC):
     def _next(self, x, fx, index, iteration):
         """Next iterates of the still-active samples ``index`` from ``x`` and ``f(x)``."""
 
+    def _release(self):
+        """Drop the memory of the last solve (nothing by default)."""
+
     def solve(self, f, x0, max_iter=50, tol=1e-4, warn=True):
         """Find fixed points ``x = f(x)`` for every sample of ``x0``.
 
@@ -180,6 +183,7 @@ class FixedPointSolver(abc.ABC):
             if bool(going.any()):
                 x[index[going]] = self._next(x_active[going], fx_active[going], index[going],
                                              iteration)
+        self._release()
         final = torch.where(torch.isfinite(best_residual), best_residual,
                             torch.full_like(best_residual, math.inf))
         stats = SolverStats(
@@ -251,6 +255,9 @@ class Anderson(FixedPointSolver):
         shape = (x0.shape[0], self.memory, x0[0].numel())
         self._xs = torch.zeros(shape, dtype=x0.dtype, device=x0.device)
         self._fs = torch.zeros_like(self._xs)
+
+    def _release(self):
+        self._xs = self._fs = None
 
     def _next(self, x, fx, index, iteration):
         slot = iteration % self.memory
