@@ -49,8 +49,8 @@ SHARED_PARAMETERS_DOC = """
     gradient : {"jfb", "exact", "unrolled"} or GradientStrategy, default "jfb"
         How the loss at the fixed point is differentiated.
     solver : {"anderson", "forward"} or FixedPointSolver, default "anderson"
-    max_iter : int, default 50
-        Cap on fixed-point iterations per sample.
+    max_iter : int, default 100
+        Cap on fixed-point iterations per sample (per solve; converged samples stop early).
     tol : float, default 1e-4
         Relative residual ``||T(x) - x|| / ||x||`` at which a solve has converged.
     lam : float > 0 or "auto", default "auto"
@@ -175,7 +175,7 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
     }
 
     def __init__(self, operator=None, *, regularizer=None, eta=1.0, noise_std="auto",
-                 gradient="jfb", solver="anderson", max_iter=50, tol=1e-4, lam="auto",
+                 gradient="jfb", solver="anderson", max_iter=100, tol=1e-4, lam="auto",
                  precondition=True, learn_step=True, augment=True, reuse_fixed_points=True,
                  max_epochs=40, batch_size=32,
                  lr=5e-4, lr_schedule="cosine", optimizer=torch.optim.Adam, device="cpu", random_state=None,
