@@ -1,6 +1,7 @@
 """Shared fixtures: tiny, read-only face data so estimator tests stay fast."""
 
 import numpy as np
+from hypothesis import settings
 import pytest
 
 from implicit_inverse.datasets import load_faces
@@ -28,3 +29,8 @@ def blurred(faces, blur):
     measurements = np.asarray(measurements, dtype=np.float32)
     measurements.setflags(write=False)
     return measurements, faces
+
+
+# Property tests draw the same examples on every run: CI must not depend on luck.
+settings.register_profile("deterministic", derandomize=True, deadline=None)
+settings.load_profile("deterministic")

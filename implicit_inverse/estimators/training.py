@@ -6,12 +6,13 @@ objects in ``fit`` and owns them.
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
 import torch
 from skorch import NeuralNetRegressor
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, LRScheduler
 from torch import nn
 
 from ..equilibrium import ConvergenceWarning
@@ -283,6 +284,11 @@ class EquilibriumNet(NeuralNetRegressor):
         # model on a CPU-only machine
         if state.get("module") is getattr(self, "module_", None):
             state["module"] = _SAME_AS_MODULE_
+        # a learning-rate scheduler holds the optimizer, which skorch pickles apart (mapped to
+        # the CPU when needed); the scheduler is rebuilt at the start of every training call
+        for key in ("callbacks", "callbacks_"):
+            if isinstance(state.get(key), list):
+                state[key] = [_without_scheduler(entry) for entry in state[key]]
         return state
 
     def __setstate__(self, state):
@@ -347,6 +353,18 @@ class EquilibriumNet(NeuralNetRegressor):
             if backward_stats is not None and backward_stats is not backward_stats_before:
                 record_solver_stats(self.history, backward_stats, prefix="bw")
         return {"loss": loss, "y_pred": prediction}
+
+
+def _without_scheduler(entry):
+    """``entry`` (a callback or a (name, callback) pair) with any ``LRScheduler`` copied
+    without its live scheduler; other callbacks unchanged."""
+    if isinstance(entry, tuple):
+        name, callback = entry
+        return name, _without_scheduler(callback)
+    if isinstance(entry, LRScheduler) and hasattr(entry, "lr_scheduler_"):
+        entry = copy.copy(entry)
+        del entry.lr_scheduler_
+    return entry
 
 
 def record_solver_stats(history, stats, prefix):
