@@ -88,10 +88,14 @@ def _image_size(text):
     return value
 
 
+DEMO_EPOCHS = 20
+"""Default training epochs of ``demo``: about ten minutes on a 2-core CPU."""
+
+
 def _add_common_options(parser, *, training=True):
     if training:
         parser.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
-                            help="training epochs (default: the estimator's default max_epochs)")
+                            help="training epochs (default: 20 for demo, the estimator's max_epochs for train)")
         parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
                             help="torch device; 'auto' uses CUDA when available (default: cpu)")
     parser.add_argument("--seed", type=_nonnegative_int, default=0, metavar="S",
@@ -564,7 +568,8 @@ def run_demo(args):
           f"{DEMO_NOISE}, device {args.device})")
     sys.stdout.flush()
     start = time.perf_counter()
-    estimator = _fit_implicit(operator, X_train, train, gradient="jfb", epochs=args.epochs,
+    epochs = DEMO_EPOCHS if args.epochs is None else args.epochs
+    estimator = _fit_implicit(operator, X_train, train, gradient="jfb", epochs=epochs,
                               device=args.device, seed=args.seed)
     fit_time = time.perf_counter() - start
     rows, outputs, stats = compare_methods(operator, X_train, train, X_test, test, estimator,
