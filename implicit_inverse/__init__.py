@@ -1,7 +1,8 @@
 """implicit_inverse: implicit (deep equilibrium) networks for imaging inverse problems."""
 
-from .estimators import (DirectInverseRegressor, ImplicitDeblurRegressor, ImplicitInpaintingRegressor,
-                         ImplicitRegressor, ImplicitSuperResolutionRegressor, TikhonovRegressor)
+from .estimators import (DirectInverseRegressor, ImplicitDeblurRegressor,
+                         ImplicitInpaintingRegressor, ImplicitRegressor,
+                         ImplicitSuperResolutionRegressor, TikhonovRegressor)
 
 __version__ = "0.1.0"
 

@@ -95,7 +95,8 @@ DEMO_EPOCHS = 20
 def _add_common_options(parser, *, training=True):
     if training:
         parser.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
-                            help="training epochs (default: 20 for demo, the estimator's max_epochs for train)")
+                            help="training epochs (default: 20 for demo, the estimator's "
+                                 "max_epochs for train)")
         parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
                             help="torch device; 'auto' uses CUDA when available (default: cpu)")
     parser.add_argument("--seed", type=_nonnegative_int, default=0, metavar="S",

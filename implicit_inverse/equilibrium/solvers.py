@@ -309,5 +309,6 @@ def _check_real(value, name, low, high=None, open_low=False):
     ok = ok and (value > low if open_low else value >= low)
     ok = ok and (high is None or value <= high)
     if not ok:
-        bound = f"{'>' if open_low else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+        bound = f"{'>' if open_low else '>='} {low}"
+        bound += f" and <= {high}" if high is not None else ""
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")

@@ -178,7 +178,8 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
                  gradient="jfb", solver="anderson", max_iter=100, tol=1e-4, lam="auto",
                  precondition=True, learn_step=True, augment=True, reuse_fixed_points=True,
                  max_epochs=40, batch_size=32,
-                 lr=5e-4, lr_schedule="cosine", optimizer=torch.optim.Adam, device="cpu", random_state=None,
+                 lr=5e-4, lr_schedule="cosine", optimizer=torch.optim.Adam, device="cpu",
+                 random_state=None,
                  verbose=0, callbacks=None, warm_start=False, image_shape=None, n_threads=None):
         self.operator = operator
         self.regularizer = regularizer

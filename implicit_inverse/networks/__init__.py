@@ -1,4 +1,4 @@
-"""Pluggable regularizers R_theta: any torch.nn.Module mapping images to images of the same shape."""
+"""Pluggable regularizers R_theta: any torch.nn.Module mapping images to same-shape images."""
 
 from .dncnn import DnCNN, TikhonovPlusNetwork
 

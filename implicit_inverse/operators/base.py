@@ -26,7 +26,8 @@ def check_image_batch(x, name="x"):
         The argument name used in the error message.
     """
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor shaped (N, C, H, W), got {type(x).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor shaped (N, C, H, W), got {type(x).__name__}")
     if x.ndim != 4:
         raise ValueError(
             f"{name} must be 4-D shaped (N, C, H, W), got {x.ndim}-D with shape {tuple(x.shape)}"

@@ -43,7 +43,8 @@ def make_measurements(clean, operator, noise_std=0.0, random_state=None):
     if not tensor.is_floating_point():
         raise TypeError(f"clean must have a real floating dtype, got {tensor.dtype}")
     if tensor.ndim not in (3, 4):
-        raise ValueError(f"clean must be shaped (N, H, W) or (N, C, H, W), got {tuple(tensor.shape)}")
+        raise ValueError(
+            f"clean must be shaped (N, H, W) or (N, C, H, W), got {tuple(tensor.shape)}")
     batch = tensor.unsqueeze(1) if tensor.ndim == 3 else tensor
     with torch.no_grad():
         measured = operator(batch)
