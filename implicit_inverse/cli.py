@@ -12,7 +12,6 @@ that diverges ends with exit status 1.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from ._torch_state import torch_threads
 
 PROG = "implicit-inverse"
 MODEL_FORMAT = "implicit-inverse-model"
@@ -211,7 +211,7 @@ def main(argv=None):
 
     debug = os.environ.get("IMPLICIT_INVERSE_DEBUG", "") not in ("", "0")
     try:
-        with _torch_threads(args.threads), warnings.catch_warnings():
+        with torch_threads(args.threads), warnings.catch_warnings():
             warnings.showwarning = _show_warning
             handlers[args.command](args)
     except (CommandError, ValueError, TypeError, OSError, pickle.UnpicklingError,
@@ -248,22 +248,6 @@ def _one_line(error):
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"{PROG}: warning: {category.__name__}: {' '.join(str(message).split())}",
           file=sys.stderr)
-
-
-@contextlib.contextmanager
-def _torch_threads(n_threads):
-    """Set torch's CPU thread count while the command runs, then restore it."""
-    if n_threads is None:
-        yield
-        return
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 # -- shared pieces -------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import warnings
@@ -22,6 +21,7 @@ from ..equilibrium import (ConvergenceWarning, FixedPointSolver, GradientStep, G
                            ImplicitLayer, SolverStats, safe_step_size)
 from ..equilibrium.solvers import warn_if_unconverged
 from ..networks import DnCNN, TikhonovPlusNetwork
+from .._torch_state import float32_default, torch_threads
 from .._validation import warn_if_out_of_range
 from ..operators import LinearOperator
 from . import persistence
@@ -263,13 +263,13 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
         operator = self.operator_ if continuing else copy.deepcopy(self._make_operator())
         measurements, clean = validate_training_pair(X, y, operator, image_shape)
         warn_if_out_of_range(measurements, "X")
-        with _float32_default():
+        with float32_default():
             if continuing:
                 check_channels(measurements, self.n_channels_)
                 self._match_fixed_point_cache(clean)
             else:
                 self._initialise(measurements, clean, operator, device)
-            with _torch_threads(self.n_threads):
+            with torch_threads(self.n_threads):
                 inputs = {"measurement": measurements, "index": torch.arange(len(measurements))}
                 self.net_.partial_fit(inputs, clean, epochs=self.max_epochs if epochs is None
                                       else epochs)
@@ -393,7 +393,7 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
         module.eval()
         outputs, parts = [], []
         chunk = 4 * self.batch_size
-        with _torch_threads(self.n_threads), _float32_default(), torch.no_grad():
+        with torch_threads(self.n_threads), float32_default(), torch.no_grad():
             for start in range(0, measurements.shape[0], chunk):
                 batch = measurements[start:start + chunk].to(self.net_.device)
                 output = module(batch).cpu()
@@ -490,21 +490,6 @@ def _resolve_device(device):
     return name
 
 
-@contextlib.contextmanager
-def _float32_default():
-    """Make float32 torch's default dtype for the duration of a block (modules built and
-    tensors created inside are float32 like the data), then restore the caller's default."""
-    previous = torch.get_default_dtype()
-    if previous == torch.float32:
-        yield
-        return
-    torch.set_default_dtype(torch.float32)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
 def _check_regularizer(regularizer, sample):
     try:
         with torch.no_grad():
@@ -516,17 +501,3 @@ def _check_regularizer(regularizer, sample):
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         raise ValueError(f"regularizer must return images shaped like its input "
                          f"{tuple(sample.shape)}, got {shape}")
-
-
-@contextlib.contextmanager
-def _torch_threads(n_threads):
-    """Set torch's CPU thread count for the duration of a block, then restore it."""
-    if n_threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
