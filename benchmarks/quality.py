@@ -32,6 +32,7 @@ from sklearn.model_selection import GridSearchCV
 from implicit_inverse import DirectInverseRegressor, ImplicitDeblurRegressor, TikhonovRegressor
 from implicit_inverse.datasets import train_test_faces
 from implicit_inverse.equilibrium import ConvergenceWarning
+from implicit_inverse.estimators import DivergenceError
 from implicit_inverse.metrics import psnr, psnr_scorer, ssim
 from implicit_inverse.operators import Blur, gaussian_kernel, make_measurements
 from implicit_inverse.plotting import plot_reconstructions, save_figure
@@ -40,13 +41,20 @@ SETTINGS = {"a": (9, 1.5, 0.01), "b": (5, 5.0, 0.005)}
 
 
 def train_within_budget(estimator, X, y, budget):
-    """Train epoch by epoch (``partial_fit``) until ``budget`` seconds or ``max_epochs``."""
+    """Train epoch by epoch (``partial_fit``) until ``budget`` seconds or ``max_epochs``.
+
+    Returns the seconds spent and the ``DivergenceError`` message if training stopped on one
+    (the estimator then keeps its last good parameters and is evaluated as it is).
+    """
     start = time.perf_counter()
     for _ in range(estimator.max_epochs):
-        estimator.partial_fit(X, y)
+        try:
+            estimator.partial_fit(X, y)
+        except DivergenceError as error:
+            return time.perf_counter() - start, str(error)
         if time.perf_counter() - start >= budget:
             break
-    return time.perf_counter() - start
+    return time.perf_counter() - start, None
 
 
 def row(name, truth, reconstruction, seconds, stats=None):
@@ -84,10 +92,11 @@ def run_setting(name, budget, seed, gradients):
             ImplicitDeblurRegressor(operator=operator, gradient=gradient, random_state=seed)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            seconds = train_within_budget(estimator, X_train, train, budget)
+            seconds, diverged = train_within_budget(estimator, X_train, train, budget)
             prediction, stats = estimator.predict(X_test, return_stats=True)
         result = row(f"implicit ({gradient})", test, prediction, seconds, stats)
-        result["epochs"] = estimator.n_iter_
+        result["epochs"] = len(estimator.history)
+        result["stopped_by_divergence"] = diverged
         result["train_iterations_last_epoch"] = estimator.history[-1, "fp_iter"]
         result["convergence_warnings"] = sum(issubclass(w.category, ConvergenceWarning)
                                              for w in caught)
@@ -105,6 +114,8 @@ def print_table(name, rows):
         iters = f"{r['test_iterations']:.1f}" if "test_iterations" in r else "-"
         converged = f"{100 * r['converged']:.0f}%" if "converged" in r else "-"
         epochs = r.get("epochs") or "-"
+        if r.get("stopped_by_divergence"):
+            epochs = f"{epochs} (DivergenceError)"
         print(f"| {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['train_s']:.1f} | "
               f"{epochs} | {iters} | {converged} |")
     tikhonov = rows[2]
