@@ -353,7 +353,7 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
         bound = safe_step_size(operator, (1, *shape[1:]), alpha=self.lam_,
                                precondition_lam=self.lam_ if self.precondition else None)
         return (f"the linear part of the map contracts for eta in (0, {bound:.3g}); reduce eta or "
-                "max_epochs/lr if the learned regularizer grows")
+                "max_epochs/lr if the learned regularizer grows.")
 
     def _warn_if_not_contractive(self, operator, shape):
         bound = safe_step_size(operator, (1, *shape[1:]), alpha=self.lam_,
