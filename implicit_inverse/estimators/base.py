@@ -9,7 +9,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -26,7 +26,7 @@ from .._validation import warn_if_out_of_range
 from ..operators import LinearOperator
 from . import persistence
 from .classical import tune_lam
-from .inputs import (check_channels, reconstruction_psnr, validate_measurements,
+from .inputs import (ImageRegressorMixin, check_channels, validate_measurements,
                      validate_training_pair)
 from .training import (EquilibriumNet, FixedPointCache, ReconstructionModule, SolverStatsLog,
                        TrainingMeasurements)
@@ -110,7 +110,7 @@ NETWORK_GAIN = 100.0
 """Gain of the default network after preconditioning (its output is scaled by gain * lam)."""
 
 
-class ImplicitRegressor(RegressorMixin, BaseEstimator):
+class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
     __doc__ = """Image-to-image regressor whose output is the fixed point of a learned DE-GRAD map.
 
     ``x* = T(x*; d)`` with ``T(x; d) = x - eta P (A^T (A x - d) + R_theta(x))``, trained with
@@ -214,13 +214,6 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"operator is required for {type(self).__name__}: pass a "
                              "LinearOperator such as Blur(gaussian_kernel(9, 1.5))")
         return self.operator
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = False
-        tags.regressor_tags.poor_score = True
-        return tags
 
     # -- fit ----------------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -410,21 +403,6 @@ class ImplicitRegressor(RegressorMixin, BaseEstimator):
         warn_if_unconverged(stats, stacklevel=2)
         images = layout.restore(torch.cat(outputs))
         return (images, stats) if return_stats else images
-
-    def score(self, X, y, sample_weight=None):
-        """Mean PSNR in dB (``data_range=1``) of ``predict(X)`` against ``y`` (not R^2).
-
-        Parameters
-        ----------
-        X : array-like, measurements
-        y : array-like, clean images in the layout ``predict`` returns
-        sample_weight : ignored
-
-        Returns
-        -------
-        float
-        """
-        return reconstruction_psnr(self, X, y)
 
     @property
     def history(self):

@@ -7,12 +7,12 @@ from numbers import Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ..operators import Blur, LinearOperator
-from .inputs import reconstruction_psnr, validate_measurements, validate_training_pair
+from .inputs import ImageRegressorMixin, validate_measurements, validate_training_pair
 
 LAM_GRID = tuple(float(v) for v in np.logspace(-5, 0, 26))
 
@@ -59,15 +59,8 @@ def tune_lam(operator, measurements, clean, grid=LAM_GRID, max_samples=256):
     return best_lam
 
 
-class _ClassicalRegressor(RegressorMixin, BaseEstimator):
+class _ClassicalRegressor(ImageRegressorMixin, BaseEstimator):
     """Shared fit/predict/score of the closed-form baselines (nothing is learned in ``fit``)."""
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = False
-        tags.regressor_tags.poor_score = True
-        return tags
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -115,9 +108,6 @@ class _ClassicalRegressor(RegressorMixin, BaseEstimator):
                                 for chunk in measurements.split(1024)])
         return layout.restore(images)
 
-    def score(self, X, y, sample_weight=None):
-        """Mean PSNR in dB (``data_range=1``) of ``predict(X)`` against ``y`` (not R^2)."""
-        return reconstruction_psnr(self, X, y)
 
 
 class TikhonovRegressor(_ClassicalRegressor):

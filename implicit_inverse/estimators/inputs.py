@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sklearn.base import RegressorMixin
+
 from .._validation import as_image_tensor, warn_if_out_of_range
 from ..metrics import psnr
 
@@ -90,3 +92,29 @@ def reconstruction_psnr(estimator, X, y):
         raise ValueError(f"y has shape {tuple(truth.shape)} but the reconstructions have shape "
                          f"{tuple(predicted.shape)}")
     return psnr(truth.numpy(), predicted.numpy())
+
+
+class ImageRegressorMixin(RegressorMixin):
+    """What every image-to-image estimator shares: scikit-learn tags and PSNR scoring."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = False
+        tags.regressor_tags.poor_score = True
+        return tags
+
+    def score(self, X, y, sample_weight=None):
+        """Mean PSNR in dB (``data_range=1``) of ``predict(X)`` against ``y`` (not R^2).
+
+        Parameters
+        ----------
+        X : array-like, measurements
+        y : array-like, clean images in the layout ``predict`` returns
+        sample_weight : ignored
+
+        Returns
+        -------
+        float
+        """
+        return reconstruction_psnr(self, X, y)
