@@ -25,6 +25,7 @@ from implicit_inverse.equilibrium import (
     ImplicitLayer,
     contraction_bound,
     estimate_lipschitz,
+    jacobian_penalty,
     safe_step_size,
 )
 from implicit_inverse.equilibrium.solvers import ForwardIteration
@@ -352,6 +353,69 @@ def test_estimate_lipschitz_on_a_linear_map_matches_dense_norm():
     assert (estimate <= exact + 1e-12).all()
     assert (estimate >= 0.99 * exact).all()
     assert exact <= contraction_bound(operator, 0.9, SHAPE, alpha=0.2) + 1e-9
+
+
+@pytest.mark.parametrize("name", sorted(OPERATORS))
+@pytest.mark.parametrize("precondition", [False, True])
+def test_jacobian_penalty_of_a_linear_map_matches_the_dense_jacobian(name, precondition):
+    """For a linear map the estimate is ``eps^T J J^T eps / eps^T eps`` exactly, for the probe
+    ``eps`` drawn from the generator; its mean over many probes is ``||J||_F^2 / n``."""
+    operator = OPERATORS[name]()
+    shape = (1,) + SHAPE[1:]
+    fixed_point_map = GradientStep(operator, Scaled(0.3), eta=0.7, precondition=precondition,
+                                   lam=0.3 if precondition else None)
+    n = math.prod(shape)
+    basis = torch.eye(n, dtype=DTYPE).reshape(n, *shape[1:])
+    d = measurements(operator)[:1]
+    with torch.no_grad():
+        columns = fixed_point_map(basis, d.expand(n, *d.shape[1:])) - fixed_point_map(
+            torch.zeros_like(basis), d.expand(n, *d.shape[1:]))
+    jacobian = columns.reshape(n, n).T.numpy()  # column j = T(e_j) - T(0)
+    x = torch.rand(shape, dtype=DTYPE)
+    value = jacobian_penalty(fixed_point_map, x, d, torch.Generator().manual_seed(5))
+    probe = torch.randn(shape, generator=torch.Generator().manual_seed(5), dtype=DTYPE)
+    probe = probe.flatten().numpy()
+    expected = np.sum((jacobian.T @ probe) ** 2) / np.sum(probe ** 2)
+    assert float(value.detach()) == pytest.approx(expected, rel=1e-10)
+    mean = jacobian_penalty(fixed_point_map, x.expand(400, *shape[1:]),
+                            d.expand(400, *d.shape[1:]), torch.Generator().manual_seed(6))
+    assert float(mean.detach()) == pytest.approx(np.sum(jacobian ** 2) / n, rel=0.1)
+
+
+def test_jacobian_penalty_gradient_matches_finite_differences():
+    """The penalty is differentiable in the regularizer's parameters (double backpropagation)."""
+    torch.manual_seed(0)
+    operator = OPERATORS["blur"]()
+    network = TanhConv(torch.randn(3, 3, dtype=DTYPE), c=0.5)
+    fixed_point_map = GradientStep(operator, AlphaPlus(0.2, network), eta=0.8,
+                                   precondition=True, lam=0.2)
+    x, d = torch.rand(SHAPE, dtype=DTYPE), measurements(operator)
+
+    def value():
+        return jacobian_penalty(fixed_point_map, x, d, torch.Generator().manual_seed(1))
+
+    (gradient,) = torch.autograd.grad(value(), network.weight)
+    step = 1e-6
+    for index in [(0, 0), (1, 1), (2, 0)]:
+        with torch.no_grad():
+            network.weight[index] += step
+            above = float(value().detach())
+            network.weight[index] -= 2 * step
+            below = float(value().detach())
+            network.weight[index] += step
+        assert float(gradient[index]) == pytest.approx((above - below) / (2 * step), rel=1e-5,
+                                                       abs=1e-9)
+
+
+def test_jacobian_penalty_leaves_its_inputs_without_a_graph():
+    operator = OPERATORS["blur"]()
+    fixed_point_map = GradientStep(operator, Scaled(0.3))
+    x, d = torch.rand(SHAPE, dtype=DTYPE), measurements(operator)
+    value = jacobian_penalty(fixed_point_map, x, d)
+    assert value.shape == () and value.requires_grad
+    assert not x.requires_grad and x.grad_fn is None
+    with torch.no_grad():  # computed under no_grad all the same (it builds its own graph)
+        assert float(jacobian_penalty(fixed_point_map, x, d).detach()) > 0
 
 
 @st.composite

@@ -520,6 +520,9 @@ BAD_PARAMS = {
     "regularizer conv": (dict(regularizer=nn.Conv2d(1, 1, 3)), "regularizer must return images"),
     "regularizer fails": (dict(regularizer=Failing()), "regularizer failed"),
     "kernel_size": (dict(kernel_size=0, operator=None), "kernel_size"),
+    "loss": (dict(loss="l1"), "loss"),
+    "jacobian_penalty<0": (dict(jacobian_penalty=-1.0), "jacobian_penalty"),
+    "jacobian_penalty=nan": (dict(jacobian_penalty=np.nan), "jacobian_penalty"),
 }
 
 

@@ -26,6 +26,7 @@ from .._validation import warn_if_out_of_range
 from ..operators import LinearOperator
 from . import persistence
 from .classical import tune_lam
+from .losses import LOSSES, get_criterion
 from .inputs import (ImageRegressorMixin, check_channels, validate_measurements,
                      validate_training_pair)
 from .training import (EquilibriumNet, FixedPointCache, ReconstructionModule, SolverStatsLog,
@@ -71,6 +72,17 @@ SHARED_PARAMETERS_DOC = """
         (one cached image per training sample, on ``device``, saved with the weights so that
         checkpoints resume exactly; dropped by a new ``fit`` and when continued training gets
         other images). Fewer iterations per epoch, same fixed points.
+    loss : {"psnr", "mse"}, default "psnr"
+        Training loss. "psnr" is minus the mean per-image PSNR (what ``score`` reports): every
+        image counts alike and its scale does not depend on the noise level. "mse" is the mean
+        squared error of the batch.
+    jacobian_penalty : float >= 0, default 2.0
+        Weight of the Jacobian regularization added to the loss: a one-probe Hutchinson
+        estimate of ``||dT/dx||_F^2 / n`` at the fixed points
+        (:func:`~implicit_inverse.equilibrium.jacobian_penalty`, after Bai et al. 2021). It
+        keeps the learned map contractive, so solves stay short and JFB stays a good
+        gradient; 0 turns it off. The weight is relative to the loss: with ``loss="mse"``,
+        whose values are ~1e-3, use a weight about 1e-3 times smaller.
     max_epochs : int, default 40
     batch_size : int, default 32
         Training batch size; ``predict`` works in chunks of ``4 * batch_size`` images, so its
@@ -160,6 +172,8 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         "learn_step": ["boolean"],
         "augment": ["boolean"],
         "reuse_fixed_points": ["boolean"],
+        "loss": [StrOptions(set(LOSSES))],
+        "jacobian_penalty": [Interval(Real, 0, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
@@ -177,7 +191,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
     def __init__(self, operator=None, *, regularizer=None, eta=1.0, noise_std="auto",
                  gradient="jfb", solver="anderson", max_iter=100, tol=1e-4, lam="auto",
                  precondition=True, learn_step=True, augment=True, reuse_fixed_points=True,
-                 max_epochs=40, batch_size=32,
+                 loss="psnr", jacobian_penalty=2.0, max_epochs=40, batch_size=32,
                  lr=5e-4, lr_schedule="cosine", optimizer=torch.optim.Adam, device="cpu",
                  random_state=None,
                  verbose=0, callbacks=None, warm_start=False, image_shape=None, n_threads=None):
@@ -194,6 +208,8 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         self.learn_step = learn_step
         self.augment = augment
         self.reuse_fixed_points = reuse_fixed_points
+        self.loss = loss
+        self.jacobian_penalty = jacobian_penalty
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -275,7 +291,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
                 raise InvalidParameterError(
                     f"The {name!r} parameter of {type(self).__name__} must be an int >= 1, got "
                     f"the bool {getattr(self, name)!r}")
-        for name in ("eta", "lr", "tol"):
+        for name in ("eta", "lr", "tol", "jacobian_penalty"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be finite, got {getattr(self, name)!r}")
         for name in ("noise_std", "lam"):
@@ -325,13 +341,14 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         self.net_ = EquilibriumNet(
             ReconstructionModule(layer, cache=FixedPointCache.for_data(clean)
                                  if self.reuse_fixed_points else None),
-            criterion=nn.MSELoss, optimizer=self.optimizer,
+            criterion=get_criterion(self.loss), optimizer=self.optimizer,
             lr=self.lr, max_epochs=self.max_epochs, batch_size=self.batch_size,
             train_split=None, device=device, callbacks=callbacks, verbose=self.verbose,
             iterator_train__shuffle=True,
             iterator_train__generator=torch.Generator().manual_seed(seed),
             training_measurements=sampler,
             divergence_hint=f"eta={self.eta}: {self._contraction_note(operator, clean.shape)}",
+            jacobian_penalty=self.jacobian_penalty,
         )
         self.net_.initialize()
 

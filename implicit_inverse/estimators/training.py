@@ -15,7 +15,7 @@ from skorch import NeuralNetRegressor
 from skorch.callbacks import Callback, LRScheduler
 from torch import nn
 
-from ..equilibrium import ConvergenceWarning
+from ..equilibrium import ConvergenceWarning, jacobian_penalty
 
 
 class DivergenceError(RuntimeError):
@@ -131,7 +131,8 @@ class TrainingMeasurements:
         self.epoch = epoch
         self._generators = {}
 
-    def _generator(self, device):
+    def generator(self, device):
+        """The random stream of the current epoch on ``device`` (noise, transforms, probes)."""
         key = str(device)
         if key not in self._generators:
             generator = torch.Generator(device=device)
@@ -152,7 +153,7 @@ class TrainingMeasurements:
         codes : torch.Tensor of shape (N,)
             The dihedral transform applied to each sample (zeros without augmentation).
         """
-        generator = self._generator(clean.device)
+        generator = self.generator(clean.device)
         residual = None if self.noise_std is None else measurement - self.operator(clean)
         codes = torch.zeros(clean.shape[0], dtype=torch.long, device=clean.device)
         if self.augment:
@@ -261,6 +262,9 @@ class EquilibriumNet(NeuralNetRegressor):
         Consecutive skipped batches after which training stops with :class:`DivergenceError`.
     divergence_hint : str, default ""
         Appended to the error message (the step size and contraction estimate).
+    jacobian_penalty : float, default 0.0
+        Weight of :func:`~implicit_inverse.equilibrium.jacobian_penalty` at the fixed points,
+        added to the loss of every batch (its value is recorded as ``jac`` per epoch).
 
     Notes
     -----
@@ -269,11 +273,12 @@ class EquilibriumNet(NeuralNetRegressor):
     """
 
     def __init__(self, *args, training_measurements=None, max_skipped=10, divergence_hint="",
-                 **kwargs):
+                 jacobian_penalty=0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.training_measurements = training_measurements
         self.max_skipped = max_skipped
         self.divergence_hint = divergence_hint
+        self.jacobian_penalty = jacobian_penalty
         self.consecutive_skipped_ = 0
 
     def __getstate__(self):
@@ -308,6 +313,11 @@ class EquilibriumNet(NeuralNetRegressor):
             if shuffle is not None:
                 shuffle.manual_seed(epoch_seed(self.training_measurements.seed, epoch) + 1)
 
+    def _probe_generator(self):
+        if self.training_measurements is None:
+            return None
+        return self.training_measurements.generator(self.device)
+
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
         inputs, clean = batch
@@ -329,7 +339,13 @@ class EquilibriumNet(NeuralNetRegressor):
         stats = layer.last_stats
         record_solver_stats(self.history, stats, prefix="fp")
         backward_stats_before = layer.gradient.last_stats
-        skipped = bool(stats.diverged.any()) or not bool(torch.isfinite(loss))
+        objective = loss
+        if self.jacobian_penalty > 0 and not bool(stats.diverged.any()):
+            penalty = jacobian_penalty(layer.map, self.module_.last_solution, measurement,
+                                       generator=self._probe_generator())
+            self.history.record_batch("jac", float(penalty.detach()))
+            objective = loss + self.jacobian_penalty * penalty
+        skipped = bool(stats.diverged.any()) or not bool(torch.isfinite(objective))
         self.history.record_batch("skipped", int(skipped))  # recorded even if training stops
         if cache is not None and not skipped:
             # a skipped batch's outputs may be NaN: they must not become the next warm starts
@@ -348,7 +364,7 @@ class EquilibriumNet(NeuralNetRegressor):
                     f"{self.divergence_hint} The parameters are those of the last good batch.")
         else:
             self.consecutive_skipped_ = 0
-            loss.backward()
+            objective.backward()
             backward_stats = layer.gradient.last_stats
             if backward_stats is not None and backward_stats is not backward_stats_before:
                 record_solver_stats(self.history, backward_stats, prefix="bw")
@@ -381,12 +397,14 @@ class SolverStatsLog(Callback):
 
     Per epoch: ``fp_iter`` (mean forward iterations), ``fp_iter_max``, ``fp_conv`` (share of
     samples converged), ``fp_res`` (largest final residual), ``skipped`` (batches skipped), and
-    ``bw_*`` for the backward solve of the exact gradient. Warns at the end of training when most
+    ``bw_*`` for the backward solve of the exact gradient, ``jac`` (mean Jacobian penalty, when
+    it is used). Warns at the end of training when most
     batches of the last epoch reached the iteration cap.
     """
 
     KEYS = {"fp_iter": np.mean, "fp_iter_max": np.max, "fp_conv": np.mean, "fp_res": np.max,
-            "bw_iter": np.mean, "bw_iter_max": np.max, "bw_conv": np.mean, "skipped": np.sum}
+            "bw_iter": np.mean, "bw_iter_max": np.max, "bw_conv": np.mean, "skipped": np.sum,
+            "jac": np.mean}
 
     def on_epoch_end(self, net, **kwargs):
         batches = net.history[-1, "batches"]
