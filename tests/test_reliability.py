@@ -109,7 +109,8 @@ class Snapshots(Callback):
 def test_bad_batches_are_skipped_without_an_optimizer_step(only_with_grad, blurred, blur):
     X, y = blurred
     est = deblur(blur, regularizer=Poisoned(bad={1, 2, 5}, only_with_grad=only_with_grad),
-                 jacobian_penalty=0.0, batch_size=4, max_epochs=2, callbacks=[Snapshots()]).fit(X[:N], y[:N])
+                 jacobian_penalty=0.0, batch_size=4, max_epochs=2,
+                 callbacks=[Snapshots()]).fit(X[:N], y[:N])
     assert est.history[:, "skipped"] == [2, 1]  # per epoch, 4 batches each
     diverged = [batch["fp_conv"] < 1 for epoch in est.history for batch in epoch["batches"]]
     assert any(diverged) != only_with_grad  # a NaN loss alone also skips the batch
