@@ -14,6 +14,7 @@ Usage::
 
     python benchmarks/quality.py                  # both settings, 600 s per model
     python benchmarks/quality.py --settings a --budget 120 --out quality_output
+    python benchmarks/quality.py --settings c --blur 7 2.0 --noise 0.02   # any other setting
 """
 
 from __future__ import annotations
@@ -126,7 +127,13 @@ def print_table(name, rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--settings", default="ab", help="which settings to run: a, b or ab")
+    parser.add_argument("--settings", default="ab",
+                        help="which settings to run: a, b, ab, or c (the one given by --blur and "
+                             "--noise)")
+    parser.add_argument("--blur", nargs=2, type=float, metavar=("SIZE", "SIGMA"),
+                        default=(7, 2.0), help="blur of setting c (default 7 2.0)")
+    parser.add_argument("--noise", type=float, default=0.02,
+                        help="noise std of setting c (default 0.02)")
     parser.add_argument("--budget", type=float, default=600.0,
                         help="training seconds per implicit model (default 600)")
     parser.add_argument("--gradients", default="jfb,exact")
@@ -134,6 +141,10 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="quality_output")
     args = parser.parse_args(argv)
+    SETTINGS["c"] = (int(args.blur[0]), args.blur[1], args.noise)
+    unknown = sorted(set(args.settings) - set(SETTINGS))
+    if unknown:
+        parser.error(f"--settings takes letters among {''.join(SETTINGS)}, got {unknown}")
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} "
