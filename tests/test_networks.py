@@ -42,7 +42,7 @@ def largest_gain(network, shape, n_iter=30, seed=0):
     for _ in range(n_iter):
         v = v / v.norm()
         _, jv = torch.func.jvp(network, (x,), (v,))
-        gain = float(jv.norm())
+        gain = float(jv.norm().detach())
         _, vjp = torch.func.vjp(network, x)
         v = vjp(jv)[0]
     return gain
