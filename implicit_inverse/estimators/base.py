@@ -26,7 +26,7 @@ from .._validation import warn_if_out_of_range
 from ..operators import LinearOperator
 from . import persistence
 from .classical import tune_lam
-from .losses import LOSSES, get_criterion
+from .losses import CRITERIA
 from .inputs import (ImageRegressorMixin, check_channels, validate_measurements,
                      validate_training_pair)
 from .training import (EquilibriumNet, FixedPointCache, ReconstructionModule, SolverStatsLog,
@@ -172,7 +172,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         "learn_step": ["boolean"],
         "augment": ["boolean"],
         "reuse_fixed_points": ["boolean"],
-        "loss": [StrOptions(set(LOSSES))],
+        "loss": [StrOptions(set(CRITERIA))],
         "jacobian_penalty": [Interval(Real, 0, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -341,7 +341,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         self.net_ = EquilibriumNet(
             ReconstructionModule(layer, cache=FixedPointCache.for_data(clean)
                                  if self.reuse_fixed_points else None),
-            criterion=get_criterion(self.loss), optimizer=self.optimizer,
+            criterion=CRITERIA[self.loss], optimizer=self.optimizer,
             lr=self.lr, max_epochs=self.max_epochs, batch_size=self.batch_size,
             train_split=None, device=device, callbacks=callbacks, verbose=self.verbose,
             iterator_train__shuffle=True,

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
-
-LOSSES = ("psnr", "mse")
-
 
 class PSNRLoss(nn.Module):
     """Minus the mean per-image PSNR (dB, data range 1): ``mean_i 10 log10(MSE_i + floor)``.
@@ -36,9 +31,8 @@ class PSNRLoss(nn.Module):
         torch.Tensor of shape ()
         """
         mse = (prediction - target).pow(2).flatten(1).mean(1)
-        return (10.0 / math.log(10.0)) * torch.log(mse + self.floor).mean()
+        return 10.0 * torch.log10(mse + self.floor).mean()
 
 
-def get_criterion(loss):
-    """The criterion class of a loss name in :data:`LOSSES`."""
-    return {"psnr": PSNRLoss, "mse": nn.MSELoss}[loss]
+CRITERIA = {"psnr": PSNRLoss, "mse": nn.MSELoss}
+"""The criterion class of each ``loss`` name of the estimators."""

@@ -339,13 +339,14 @@ class EquilibriumNet(NeuralNetRegressor):
         stats = layer.last_stats
         record_solver_stats(self.history, stats, prefix="fp")
         backward_stats_before = layer.gradient.last_stats
+        diverged = bool(stats.diverged.any())
         objective = loss
-        if self.jacobian_penalty > 0 and not bool(stats.diverged.any()):
+        if self.jacobian_penalty > 0 and not diverged:
             penalty = jacobian_penalty(layer.map, self.module_.last_solution, measurement,
                                        generator=self._probe_generator())
             self.history.record_batch("jac", float(penalty.detach()))
             objective = loss + self.jacobian_penalty * penalty
-        skipped = bool(stats.diverged.any()) or not bool(torch.isfinite(objective))
+        skipped = diverged or not bool(torch.isfinite(objective))
         self.history.record_batch("skipped", int(skipped))  # recorded even if training stops
         if cache is not None and not skipped:
             # a skipped batch's outputs may be NaN: they must not become the next warm starts
@@ -398,8 +399,8 @@ class SolverStatsLog(Callback):
     Per epoch: ``fp_iter`` (mean forward iterations), ``fp_iter_max``, ``fp_conv`` (share of
     samples converged), ``fp_res`` (largest final residual), ``skipped`` (batches skipped), and
     ``bw_*`` for the backward solve of the exact gradient, ``jac`` (mean Jacobian penalty, when
-    it is used). Warns at the end of training when most
-    batches of the last epoch reached the iteration cap.
+    it is used). Warns at the end of training when most batches of the last epoch reached the
+    iteration cap.
     """
 
     KEYS = {"fp_iter": np.mean, "fp_iter_max": np.max, "fp_conv": np.mean, "fp_res": np.max,
