@@ -240,6 +240,30 @@ def test_layer_output_has_a_graph_only_when_needed():
     assert bool(frozen.last_stats.converged.all())
 
 
+def test_training_mode_solves_to_the_training_tolerance():
+    operator = OPERATORS["blur"]()
+    d = measurements(operator)
+    layer = ImplicitLayer(GradientStep(operator, Scaled(0.1)), solver="forward", max_iter=500,
+                          tol=1e-7, train_max_iter=400, train_tol=1e-2)
+    with torch.no_grad():
+        layer.train()
+        loose = layer(d)
+        loose_stats = layer.last_stats
+        layer.eval()
+        tight = layer(d)
+        tight_stats = layer.last_stats
+    assert bool(loose_stats.converged.all()) and bool(tight_stats.converged.all())
+    assert float(loose_stats.residual.max()) <= 1e-2 < 10 * float(loose_stats.residual.max())
+    assert float(tight_stats.residual.max()) <= 1e-7
+    assert int(loose_stats.iterations.max()) < int(tight_stats.iterations.min())
+    assert not torch.allclose(loose, tight, atol=1e-6)
+    capped = ImplicitLayer(GradientStep(operator, Scaled(0.1)), solver="forward", max_iter=500,
+                           tol=1e-7, train_max_iter=3, warn=False).train()
+    with torch.no_grad():
+        capped(d)
+    assert int(capped.last_stats.iterations.max()) == 3
+
+
 def test_non_contractive_step_warns_and_reports():
     operator = OPERATORS["blur"]()
     d = measurements(operator)
@@ -306,6 +330,8 @@ def test_gradient_step_rejects_bad_arguments(kwargs, error, name):
     ({"gradient": "adjoint"}, ValueError, "gradient"),
     ({"max_iter": 0}, ValueError, "max_iter"), ({"max_iter": 1.5}, ValueError, "max_iter"),
     ({"tol": -1.0}, ValueError, "tol"), ({"tol": math.nan}, ValueError, "tol"),
+    ({"train_tol": -1.0}, ValueError, "train_tol"),
+    ({"train_max_iter": 0}, ValueError, "train_max_iter"),
 ])
 def test_layer_rejects_bad_arguments(kwargs, error, name):
     arguments = {"fixed_point_map": GradientStep(Identity(), Scaled(0.1)), **kwargs}

@@ -27,6 +27,11 @@ class ImplicitLayer(nn.Module):
         Relative residual ``||T(x) - x|| / ||x||`` at which a sample has converged.
     warn : bool, default True
         Emit ``ConvergenceWarning`` for unconverged samples.
+    train_max_iter, train_tol : int, float or None, default None
+        Cap and tolerance of the solves made in training mode (``layer.train()``); None uses
+        ``max_iter`` / ``tol``. A training solve needs only the accuracy of the gradient it
+        feeds, so a looser tolerance halves the cost of an epoch without changing the fixed
+        points returned in evaluation mode.
 
     Attributes
     ----------
@@ -35,23 +40,33 @@ class ImplicitLayer(nn.Module):
     """
 
     def __init__(self, fixed_point_map, solver="anderson", gradient="jfb", max_iter=50,
-                 tol=1e-4, warn=True):
+                 tol=1e-4, warn=True, train_max_iter=None, train_tol=None):
         super().__init__()
         if not isinstance(fixed_point_map, FixedPointMap):
             raise TypeError("fixed_point_map must be a FixedPointMap (e.g. GradientStep), got "
                             f"{type(fixed_point_map).__name__}")
-        if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) \
-                or max_iter < 1:
-            raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-        if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
-            raise ValueError(f"tol must be a number >= 0, got {tol!r}")
+        _check_max_iter(max_iter, "max_iter")
+        _check_tol(tol, "tol")
+        if train_max_iter is not None:
+            _check_max_iter(train_max_iter, "train_max_iter")
+        if train_tol is not None:
+            _check_tol(train_tol, "train_tol")
         self.map = fixed_point_map
         self.solver = get_solver(solver)
         self.gradient = get_gradient(gradient)
         self.max_iter = int(max_iter)
         self.tol = float(tol)
         self.warn = bool(warn)
+        self.train_max_iter = None if train_max_iter is None else int(train_max_iter)
+        self.train_tol = None if train_tol is None else float(train_tol)
         self.last_stats = None
+
+    def solve_options(self):
+        """``(max_iter, tol)`` of the next solve: the training ones in training mode."""
+        if not self.training:
+            return self.max_iter, self.tol
+        return (self.max_iter if self.train_max_iter is None else self.train_max_iter,
+                self.tol if self.train_tol is None else self.train_tol)
 
     def forward(self, d, x0=None):
         """Solve for the fixed point of each sample of ``d``.
@@ -71,10 +86,21 @@ class ImplicitLayer(nn.Module):
         """
         with torch.no_grad():
             start = self.map.initial_point(d) if x0 is None else x0
+            max_iter, tol = self.solve_options()
             x_star, stats = self.solver.solve(lambda x, index: self.map(x, d[index]), start,
-                                              self.max_iter, self.tol, warn=self.warn)
+                                              max_iter, tol, warn=self.warn)
         self.last_stats = stats
         needs_graph = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         if not needs_graph:
             return x_star
         return self.gradient.attach(self.map, x_star, d, start, stats)
+
+
+def _check_max_iter(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _check_tol(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")

@@ -418,11 +418,12 @@ class SolverStatsLog(Callback):
         if not len(net.history):
             return
         batches = net.history[-1, "batches"]
-        capped = [batch["fp_iter_max"] >= net.module_.layer.max_iter for batch in batches
-                  if "fp_iter_max" in batch]
+        layer = net.module_.layer
+        cap, name = ((layer.max_iter, "max_iter") if layer.train_max_iter is None
+                     else (layer.train_max_iter, "train_max_iter"))
+        capped = [batch["fp_iter_max"] >= cap for batch in batches if "fp_iter_max" in batch]
         if capped and np.mean(capped) > 0.5:
             warnings.warn(
                 f"in the last epoch {int(np.sum(capped))} of {len(capped)} training batches hit "
-                f"max_iter={net.module_.layer.max_iter} in the fixed-point solve: the map is not "
-                "contracting well; reduce eta or raise max_iter", ConvergenceWarning,
-                stacklevel=2)
+                f"{name}={cap} in the fixed-point solve: the map is not contracting well; "
+                f"reduce eta or raise {name}", ConvergenceWarning, stacklevel=2)
