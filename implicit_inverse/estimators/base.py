@@ -24,7 +24,7 @@ from ..networks import DnCNN, TikhonovPlusNetwork
 from .._torch_state import float32_default, torch_threads
 from .._validation import warn_if_out_of_range
 from ..operators import LinearOperator
-from . import persistence
+from . import distributed, persistence
 from .classical import tune_lam
 from .losses import CRITERIA
 from .inputs import (ImageRegressorMixin, check_channels, validate_measurements,
@@ -278,7 +278,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
 
     def _fit(self, X, y, epochs):
         self._check_scalar_params()
-        device = _resolve_device(self.device)
+        device = distributed.setup(_resolve_device(self.device))
         continuing = hasattr(self, "net_") and (self.warm_start or epochs is not None)
         image_shape = self.image_shape_ if continuing else self.image_shape
         operator = self.operator_ if continuing else copy.deepcopy(self._make_operator())
@@ -287,10 +287,12 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         with float32_default():
             if continuing:
                 check_channels(measurements, self.n_channels_)
-                self._match_fixed_point_cache(clean)
+                self._match_fixed_point_cache(distributed.own(clean))
             else:
                 self._initialise(measurements, clean, operator, device)
             with torch_threads(self.n_threads):
+                # under torch.distributed each process trains on its shard (see distributed)
+                measurements, clean = distributed.own(measurements), distributed.own(clean)
                 inputs = {"measurement": measurements, "index": torch.arange(len(measurements))}
                 self.net_.partial_fit(inputs, clean, epochs=self.max_epochs if epochs is None
                                       else epochs)
@@ -329,6 +331,8 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         residual = measurements - operator(clean)
         self.noise_std_ = float(residual.pow(2).mean().sqrt()) if self.noise_std == "auto" \
             else float(self.noise_std)
+        seed, self.lam_, self.noise_std_ = distributed.agree((seed, self.lam_, self.noise_std_),
+                                                             device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             regularizer = self._make_regularizer()
@@ -350,20 +354,22 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
                       enumerate(copy.deepcopy(self.callbacks or []))]
         sampler = TrainingMeasurements(
             operator, noise_std=None if self.noise_std == "auto" else self.noise_std_,
-            estimated_std=self.noise_std_, augment=self.augment, seed=seed)
+            estimated_std=self.noise_std_, augment=self.augment, seed=distributed.rank_seed(seed))
         self.net_ = EquilibriumNet(
-            ReconstructionModule(layer, cache=FixedPointCache.for_data(clean)
+            ReconstructionModule(layer, cache=FixedPointCache.for_data(distributed.own(clean))
                                  if self.reuse_fixed_points else None),
             criterion=CRITERIA[self.loss], optimizer=self.optimizer,
-            lr=self.lr, max_epochs=self.max_epochs, batch_size=self.batch_size,
+            lr=self.lr, max_epochs=self.max_epochs,
+            batch_size=distributed.local_batch_size(self.batch_size),
             train_split=None, device=device, callbacks=callbacks, verbose=self.verbose,
             iterator_train__shuffle=True,
-            iterator_train__generator=torch.Generator().manual_seed(seed),
+            iterator_train__generator=torch.Generator().manual_seed(sampler.seed),
             training_measurements=sampler,
             divergence_hint=f"eta={self.eta}: {self._contraction_note(operator, clean.shape)}",
             jacobian_penalty=self.jacobian_penalty,
         )
         self.net_.initialize()
+        distributed.broadcast_parameters(self.net_.module_)
 
     def _make_regularizer(self):
         if self.regularizer is None:

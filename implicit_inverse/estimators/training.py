@@ -16,6 +16,7 @@ from skorch.callbacks import Callback, LRScheduler
 from torch import nn
 
 from ..equilibrium import ConvergenceWarning, jacobian_penalty
+from . import distributed
 
 
 class DivergenceError(RuntimeError):
@@ -210,6 +211,19 @@ class FixedPointCache(nn.Module):
         cache.signature.copy_(data_signature(clean))
         return cache
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        # a checkpoint's warm starts belong to the images (the process's shard) they were made
+        # for: written for other images or another shard (e.g. by another process of a
+        # distributed run), they are not loaded and this cache stays as it is
+        points, signature = state_dict.get(prefix + "points"), state_dict.get(prefix + "signature")
+        if points is not None and signature is not None and (
+                tuple(points.shape) != tuple(self.points.shape)
+                or not torch.equal(signature.cpu(), self.signature.cpu())):
+            return
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
     def matches(self, clean):
         """Whether ``clean`` (n, C, H, W) are the images this cache was made for."""
         return (tuple(clean.shape) == tuple(self.points.shape)
@@ -302,6 +316,11 @@ class EquilibriumNet(NeuralNetRegressor):
         if same:
             self.module = self.module_
 
+    def save_params(self, *args, **kwargs):
+        """skorch's ``save_params`` (what ``Checkpoint`` calls), on the main process only."""
+        if distributed.is_main_process():
+            super().save_params(*args, **kwargs)
+
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         """Start a history row and derive this epoch's shuffling and noise from its index."""
         super().on_epoch_begin(net, dataset_train=dataset_train, dataset_valid=dataset_valid,
@@ -347,6 +366,7 @@ class EquilibriumNet(NeuralNetRegressor):
             self.history.record_batch("jac", float(penalty.detach()))
             objective = loss + self.jacobian_penalty * penalty
         skipped = diverged or not bool(torch.isfinite(objective))
+        skipped = distributed.any_process(skipped, self.device)  # skipped everywhere or nowhere
         self.history.record_batch("skipped", int(skipped))  # recorded even if training stops
         if cache is not None and not skipped:
             # a skipped batch's outputs may be NaN: they must not become the next warm starts
@@ -358,6 +378,7 @@ class EquilibriumNet(NeuralNetRegressor):
             loss = self.get_loss(fallback, clean, X=measurement, training=False).detach()
             if not bool(torch.isfinite(loss)):
                 loss = torch.zeros((), device=self.device)
+            loss = distributed.average(loss)
             if self.consecutive_skipped_ >= self.max_skipped:
                 raise DivergenceError(
                     f"training stopped: the fixed-point solve diverged (or the loss was not "
@@ -366,6 +387,7 @@ class EquilibriumNet(NeuralNetRegressor):
         else:
             self.consecutive_skipped_ = 0
             objective.backward()
+            loss = distributed.average_gradients(self.module_, loss)
             backward_stats = layer.gradient.last_stats
             if backward_stats is not None and backward_stats is not backward_stats_before:
                 record_solver_stats(self.history, backward_stats, prefix="bw")
