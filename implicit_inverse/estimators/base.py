@@ -21,6 +21,7 @@ from ..equilibrium import (ConvergenceWarning, FixedPointSolver, GradientStep, G
                            ImplicitLayer, SolverStats, safe_step_size)
 from ..equilibrium.solvers import warn_if_unconverged
 from ..networks import DnCNN, TikhonovPlusNetwork
+from ..networks.precision import PRECISIONS, with_precision
 from .._torch_state import float32_default, torch_threads
 from .._validation import warn_if_out_of_range
 from ..operators import LinearOperator
@@ -122,6 +123,13 @@ SHARED_PARAMETERS_DOC = """
     n_threads : int or None, default None
         Torch CPU threads during ``fit`` and ``predict`` (restored afterwards). None keeps
         torch's setting. Use 1 with ``GridSearchCV(n_jobs=k)``.
+    precision : {"float32", "bfloat16", "float16"}, default "float32"
+        Arithmetic of the regularizer during training: "bfloat16" (CPU and GPU) or "float16"
+        (GPU only) run its forward under ``torch.autocast``
+        (:class:`~implicit_inverse.networks.MixedPrecision`; its parameters stay float32).
+        The operators' FFTs, the data term, the preconditioner and the fixed-point residuals
+        stay float32, and ``predict`` runs in float32, so that its solves reach ``tol`` (a
+        reduced-precision regularizer limits the residual a solve can reach to about 1e-3).
 """
 
 
@@ -195,6 +203,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         "warm_start": ["boolean"],
         "image_shape": [tuple, None],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "precision": [StrOptions(set(PRECISIONS))],
     }
 
     def __init__(self, operator=None, *, regularizer=None, eta=1.0, noise_std="auto",
@@ -204,7 +213,8 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
                  loss="psnr", jacobian_penalty=2.0, max_epochs=40, batch_size=32,
                  lr=5e-4, lr_schedule="cosine", optimizer=torch.optim.Adam, device="cpu",
                  random_state=None,
-                 verbose=0, callbacks=None, warm_start=False, image_shape=None, n_threads=None):
+                 verbose=0, callbacks=None, warm_start=False, image_shape=None, n_threads=None,
+                 precision="float32"):
         self.operator = operator
         self.regularizer = regularizer
         self.eta = eta
@@ -234,6 +244,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         self.warm_start = warm_start
         self.image_shape = image_shape
         self.n_threads = n_threads
+        self.precision = precision
 
     # -- what subclasses choose -------------------------------------------------------------
     def _make_operator(self):
@@ -337,6 +348,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
             torch.manual_seed(seed)
             regularizer = self._make_regularizer()
         _check_regularizer(regularizer, clean[:1])
+        regularizer = with_precision(regularizer, self.precision, device)
         self._warn_if_not_contractive(operator, clean.shape)
         step = GradientStep(operator, regularizer, eta=self.eta, precondition=self.precondition,
                             lam=self.lam_, initializer="tikhonov", learn_step=self.learn_step)

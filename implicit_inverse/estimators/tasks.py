@@ -67,6 +67,7 @@ class ImplicitDeblurRegressor(ImplicitRegressor):
         warm_start=False,
         image_shape=None,
         n_threads=None,
+        precision="float32",
     ):
         super().__init__(
             operator,
@@ -98,6 +99,7 @@ class ImplicitDeblurRegressor(ImplicitRegressor):
             warm_start=warm_start,
             image_shape=image_shape,
             n_threads=n_threads,
+            precision=precision,
         )
         self.kernel_size = kernel_size
         self.kernel_sigma = kernel_sigma
@@ -161,6 +163,7 @@ class ImplicitSuperResolutionRegressor(ImplicitRegressor):
         warm_start=False,
         image_shape=None,
         n_threads=None,
+        precision="float32",
     ):
         super().__init__(
             operator,
@@ -192,6 +195,7 @@ class ImplicitSuperResolutionRegressor(ImplicitRegressor):
             warm_start=warm_start,
             image_shape=image_shape,
             n_threads=n_threads,
+            precision=precision,
         )
         self.factor = factor
 
@@ -262,6 +266,7 @@ class ImplicitInpaintingRegressor(ImplicitRegressor):
         warm_start=False,
         image_shape=None,
         n_threads=None,
+        precision="float32",
     ):
         super().__init__(
             operator,
@@ -293,6 +298,7 @@ class ImplicitInpaintingRegressor(ImplicitRegressor):
             warm_start=warm_start,
             image_shape=image_shape,
             n_threads=n_threads,
+            precision=precision,
         )
         self.fraction = fraction
         self.mask = mask
