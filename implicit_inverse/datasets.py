@@ -8,7 +8,10 @@ Offline sources (no download ever happens):
 - :func:`load_faces`: the 100 face images of ``skimage.data.lfw_subset()``;
 - :func:`load_natural_patches`: patches of scikit-image's bundled sample photos;
 - :func:`train_test_faces`: the held-out recipe built from the two above;
-- :func:`load_image_folder`: any folder of image files on disk;
+- :func:`load_image_folder`: any folder of image files on disk, every image resized whole and
+  held in memory;
+- :class:`PatchDataset`: random crops of a folder of photos, streamed from disk one file at a
+  time (a torch ``Dataset``; memory does not grow with the number of files);
 - :func:`load_celeba`: a CelebA copy already on disk, through torchvision.
 """
 
@@ -22,7 +25,10 @@ from skimage import color, data, transform
 from sklearn.feature_extraction.image import extract_patches_2d
 from sklearn.utils import check_random_state
 
+from .patch_dataset import PatchDataset
+
 __all__ = [
+    "PatchDataset",
     "load_celeba",
     "load_faces",
     "load_image_folder",
@@ -315,8 +321,8 @@ _CELEBA_FILES = (
 )
 
 
-def load_celeba(root, split="train", size=64, n=None):
-    """Load aligned CelebA faces from a local copy, as grayscale images.
+def load_celeba(root, split="train", size=64, n=None, grayscale=True):
+    """Load aligned CelebA faces from a local copy, in grayscale or colour.
 
     Reads through :class:`torchvision.datasets.CelebA` with ``download=False``:
     nothing is ever downloaded. The files must already be at
@@ -324,8 +330,8 @@ def load_celeba(root, split="train", size=64, n=None):
     ``root/celeba/list_eval_partition.txt``, ``list_attr_celeba.txt``,
     ``identity_CelebA.txt``, ``list_bbox_celeba.txt`` and
     ``list_landmarks_align_celeba.txt`` (torchvision checks their MD5 sums).
-    Images (178x218) are converted to grayscale and resized with anti-aliasing to
-    ``size x size`` (the aspect ratio is not kept).
+    Images (178x218, RGB) are converted to grayscale when asked and resized with
+    anti-aliasing to ``size x size`` (the aspect ratio is not kept).
 
     Parameters
     ----------
@@ -338,12 +344,20 @@ def load_celeba(root, split="train", size=64, n=None):
     n : int or None, default=None
         Number of images, taken in order from the split (at most its length); None
         reads the whole split (162,770 images for "train": slow, and about 2.7 GB at
-        size 64).
+        size 64 in grayscale, three times more in colour).
+    grayscale : bool, default True
+        One channel (ITU-R 601-2 luma) or RGB (False).
 
     Returns
     -------
-    images : ndarray of shape (n, size, size), dtype float32
-        Values in [0, 1].
+    images : ndarray of shape (n, size, size) or (n, 3, size, size), dtype float32
+        ``(n, size, size)`` when ``grayscale`` else ``(n, 3, size, size)``; values in [0, 1].
+
+    Examples
+    --------
+    Colour faces of 128 x 128 pixels, for a model trained with ``grayscale=False``::
+
+        faces = load_celeba("~/data", split="train", size=128, n=2000, grayscale=False)
 
     Raises
     ------
@@ -357,11 +371,11 @@ def load_celeba(root, split="train", size=64, n=None):
     size = _check_int(size, "size", 8)
     if n is not None:
         n = _check_int(n, "n", 1)
-    base = Path(root) / "celeba"
+    base = Path(root).expanduser() / "celeba"
     try:
         dataset = CelebA(
-            root, split=split, target_type=[], transform=_image_transform(size, True),
-            download=False,
+            os.path.expanduser(root), split=split, target_type=[],
+            transform=_image_transform(size, grayscale), download=False,
         )  # fmt: skip
     except (RuntimeError, OSError) as exc:
         raise FileNotFoundError(
@@ -372,4 +386,4 @@ def load_celeba(root, split="train", size=64, n=None):
     if n is not None and n > len(dataset):
         raise ValueError(f"n={n} exceeds the {len(dataset)} images of the {split!r} split.")
     count = len(dataset) if n is None else n
-    return _stack([dataset[i][0] for i in range(count)], grayscale=True)
+    return _stack([dataset[i][0] for i in range(count)], grayscale=grayscale)

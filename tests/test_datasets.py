@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from implicit_inverse.datasets import (
+    PatchDataset,
     load_celeba,
     load_faces,
     load_image_folder,
@@ -125,3 +127,123 @@ def test_load_celeba_missing_files(tmp_path):
 def test_load_celeba_bad_split(tmp_path):
     with pytest.raises(ValueError, match="split"):
         load_celeba(tmp_path, split="validation")
+
+
+def _fake_celeba(root, n=3):
+    """A CelebA layout with ``n`` aligned 218x178 colour images (torchvision's MD5 check is
+    bypassed by the test)."""
+    base = root / "celeba"
+    (base / "img_align_celeba").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"{i + 1:06d}.jpg" for i in range(n)]
+    for name in names:
+        Image.fromarray((rng.random((218, 178, 3)) * 255).astype(np.uint8)).save(
+            base / "img_align_celeba" / name)
+    rows = lambda values: "".join(f"{name} {values}\n" for name in names)  # noqa: E731
+    (base / "list_eval_partition.txt").write_text(rows("0"))
+    (base / "identity_CelebA.txt").write_text(rows("1"))
+    (base / "list_bbox_celeba.txt").write_text(f"{n}\nx y w h\n" + rows("1 2 3 4"))
+    (base / "list_landmarks_align_celeba.txt").write_text(f"{n}\na b\n" + rows("1 2"))
+    (base / "list_attr_celeba.txt").write_text(f"{n}\nSmiling\n" + rows("1"))
+
+
+@pytest.mark.parametrize(("grayscale", "shape"), [(True, (2, 24, 24)), (False, (2, 3, 24, 24))])
+def test_load_celeba_in_colour_or_grayscale(tmp_path, monkeypatch, grayscale, shape):
+    from torchvision.datasets import CelebA
+
+    _fake_celeba(tmp_path)
+    monkeypatch.setattr(CelebA, "_check_integrity", lambda self: True)
+    images = load_celeba(tmp_path, size=24, n=2, grayscale=grayscale)
+    assert images.shape == shape and images.dtype == np.float32
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    if not grayscale:
+        assert np.abs(images[:, 0] - images[:, 1]).max() > 0.05  # really colour
+
+
+# -- PatchDataset: random crops streamed from disk -----------------------------------------------
+def _photos(folder, n=3):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        shape = (30 + 5 * i, 40) + ((3,) if i % 2 else ())
+        Image.fromarray((rng.random(shape) * 255).astype(np.uint8)).save(folder / f"p{i}.png")
+    return folder
+
+
+@pytest.mark.parametrize(("grayscale", "channels"), [(True, 1), (False, 3)])
+def test_patch_dataset_items(tmp_path, grayscale, channels):
+    folder = _photos(tmp_path / "photos")
+    patches = PatchDataset(folder, patch_size=16, patches_per_image=4, grayscale=grayscale)
+    assert len(patches) == 12 and patches.channels == channels
+    items = torch.stack([patches[i] for i in range(len(patches))])
+    assert items.shape == (12, channels, 16, 16) and items.dtype == torch.float32
+    assert 0 <= float(items.min()) and float(items.max()) <= 1
+    assert len({tuple(item.flatten()[:8].tolist()) for item in items}) == 12  # all different
+    with pytest.raises(IndexError):
+        patches[12]
+
+
+def test_patch_dataset_is_a_pure_function_of_seed_and_epoch(tmp_path):
+    folder = _photos(tmp_path / "photos")
+    first = PatchDataset(folder, patch_size=16, random_state=3)
+    again = PatchDataset(folder, patch_size=16, random_state=3)
+    other = PatchDataset(folder, patch_size=16, random_state=4)
+    torch.testing.assert_close(first[5], again[5])
+    assert not torch.equal(first[5], other[5])
+    epoch0 = [first[i] for i in range(len(first))]
+    first.set_epoch(1)
+    assert not all(torch.equal(a, b) for a, b in zip(epoch0, (first[i] for i in range(12))))
+    first.set_epoch(0)
+    assert all(torch.equal(a, first[i]) for i, a in enumerate(epoch0))
+
+
+def test_patch_dataset_crops_come_from_the_photos(tmp_path):
+    from implicit_inverse.image_files import read_image
+
+    folder = _photos(tmp_path / "photos", n=1)
+    pixels = read_image(folder / "p0.png")[0][0]
+    patches = PatchDataset(folder, patch_size=8, patches_per_image=5)
+    for i in range(5):
+        patch = patches[i][0].numpy()
+        windows = np.lib.stride_tricks.sliding_window_view(pixels, (8, 8))
+        assert (np.abs(windows - patch).max(axis=(2, 3)) == 0).any()
+
+
+def test_patch_dataset_works_with_a_data_loader_and_workers(tmp_path):
+    folder = _photos(tmp_path / "photos")
+    patches = PatchDataset(folder, patch_size=16, patches_per_image=2)
+    batches = list(torch.utils.data.DataLoader(patches, batch_size=4, num_workers=1))
+    assert [tuple(b.shape) for b in batches] == [(4, 1, 16, 16), (2, 1, 16, 16)]
+    torch.testing.assert_close(batches[0][1], patches[1])
+
+
+def test_patch_dataset_decodes_one_photo_at_a_time(tmp_path, monkeypatch):
+    import implicit_inverse.patch_dataset as module
+
+    folder = _photos(tmp_path / "photos")
+    reads = []
+    real = module.read_image
+    monkeypatch.setattr(module, "read_image", lambda path, **kw: reads.append(path) or
+                        real(path, **kw))
+    patches = PatchDataset(folder, patch_size=16, patches_per_image=4)
+    for i in range(len(patches)):
+        patches[i]
+    assert len(reads) == 3  # consecutive crops of a photo decode it once
+    assert patches._last[0] is not None  # only the last photo is kept
+
+
+def test_patch_dataset_errors(tmp_path):
+    folder = _photos(tmp_path / "photos")
+    with pytest.raises(ValueError, match="p0.png.*smaller than the 32x32 patches"):
+        PatchDataset(folder, patch_size=32)
+    with pytest.raises(ValueError, match="over the limit"):
+        PatchDataset(folder, patch_size=16, max_pixels=1000)
+    (folder / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(ValueError, match="bad.png"):
+        PatchDataset(folder, patch_size=16)
+    with pytest.raises(ValueError, match="no image files"):
+        PatchDataset([], patch_size=16)
+    for kwargs in ({"patch_size": 4}, {"patch_size": 16, "patches_per_image": 0},
+                   {"patch_size": 16.0}):
+        with pytest.raises(ValueError):
+            PatchDataset(tmp_path / "photos" / "p0.png", **kwargs)

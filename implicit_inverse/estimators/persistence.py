@@ -5,7 +5,17 @@
 state and history, ``operator_``, ``lam_``, ...) and the estimator's class. The file is written to
 a temporary file in the same folder and then moved over ``path`` with :func:`os.replace`, so a
 failure while writing (a full disk, an unpicklable regularizer, an interrupt) never truncates or
-corrupts an existing model file.
+corrupts an existing model file. ``save(estimator, path, metadata={...})`` also stores a small
+dict of plain values (how the model was made: the command line stores its data set, kernel and
+seed there), read back by :func:`read`.
+
+The warm starts of training (``reuse_fixed_points``: the ``FixedPointCache`` of the network, one
+image per training sample, most of the file's size) are not saved: the file holds an empty cache
+in its place; nor are the last batch's fixed points and solver statistics. ``predict`` never
+uses them, and continued training (``warm_start=True`` or ``partial_fit``) makes a fresh cache
+for its images, so its first epoch starts its solves from the default starting points and later
+epochs warm-start again. Checkpoints (skorch ``Checkpoint``, for resuming a run exactly) keep the
+cache.
 
 ``load(path)`` rebuilds the estimator. A model trained on a GPU loads on a machine without CUDA:
 every tensor is mapped to the CPU, and a ``device`` hyperparameter naming CUDA is replaced by
@@ -33,16 +43,29 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 import warnings
+from typing import NamedTuple
 
 import torch
+
+from .._files import atomic_write
+from .training import FixedPointCache
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFile", "atomic_write", "load", "read", "save",
+           "use_available_device"]
 
 FORMAT = "implicit_inverse.estimator"
 FORMAT_VERSION = 1
 
 
-def save(estimator, path):
+class ModelFile(NamedTuple):
+    """What :func:`read` returns: the estimator and the metadata stored beside it."""
+
+    estimator: object
+    metadata: dict
+
+
+def save(estimator, path, *, metadata=None):
     """Write ``estimator`` (fitted or not) to ``path``, atomically.
 
     Parameters
@@ -50,6 +73,8 @@ def save(estimator, path):
     estimator : ImplicitRegressor or another scikit-learn estimator
     path : str or os.PathLike
         File to write. An existing file is replaced only once the new one is complete.
+    metadata : dict or None, default None
+        Plain values (str, numbers, lists, dicts) stored beside the estimator, for :func:`read`.
 
     Raises
     ------
@@ -57,21 +82,59 @@ def save(estimator, path):
         ``path`` is a folder.
     Exception
         Whatever prevented writing (the existing file, if any, is left as it was).
+
+    Notes
+    -----
+    Under ``torch.distributed`` (``torchrun``) only rank 0 writes; the other processes return
+    at once without writing or waiting (their models are the same).
     """
     from .. import __version__
+    from .distributed import is_main_process
+
+    if not is_main_process():
+        return
 
     params = estimator.get_params(deep=False)
-    payload = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "library_version": __version__,
-        "class": type(estimator),
-        "params": params,
-        # fitted attributes (ending in "_") and any private state, but not the parameters
-        "attributes": {name: value for name, value in vars(estimator).items()
-                       if name not in params},
-    }
-    atomic_write(path, lambda handle: torch.save(payload, handle))
+    with _without_training_state(estimator):
+        payload = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "library_version": __version__,
+            "class": type(estimator),
+            "params": params,
+            # fitted attributes (ending in "_") and any private state, but not the parameters
+            "attributes": {name: value for name, value in vars(estimator).items()
+                           if name not in params},
+            "metadata": dict(metadata or {}),
+        }
+        atomic_write(path, lambda handle: torch.save(payload, handle))
+
+
+@contextlib.contextmanager
+def _without_training_state(estimator):
+    """Leave out what only the last training or prediction call needs, for a save: the
+    warm-start cache (an empty one stands in) and the last batch's fixed points and solver
+    statistics (``module_.last_solution``, ``module_.layer.last_stats``)."""
+    module = getattr(getattr(estimator, "net_", None), "module_", None)
+    if module is None:
+        yield
+        return
+    saved = {}
+    cache = getattr(module, "cache", None)
+    if isinstance(cache, FixedPointCache):
+        saved[(module, "cache")] = cache
+        # an empty cache matches no data: continued training makes a fresh one
+        module.cache = FixedPointCache(0, tuple(cache.points.shape[1:]),
+                                       device=cache.points.device)
+    for owner, name in ((module, "last_solution"), (getattr(module, "layer", None), "last_stats")):
+        if getattr(owner, name, None) is not None:
+            saved[(owner, name)] = getattr(owner, name)
+            setattr(owner, name, None)
+    try:
+        yield
+    finally:
+        for (owner, name), value in saved.items():
+            setattr(owner, name, value)
 
 
 def load(path, expected_class=None):
@@ -96,6 +159,28 @@ def load(path, expected_class=None):
     TypeError
         The stored estimator is not an instance of ``expected_class``.
     """
+    return read(path, expected_class).estimator
+
+
+def read(path, expected_class=None):
+    """Read an estimator written by :func:`save` and the metadata stored with it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    expected_class : type, optional
+        Raise ``TypeError`` unless the stored estimator is an instance of this class.
+
+    Returns
+    -------
+    ModelFile
+        ``(estimator, metadata)``; ``metadata`` is ``{}`` when none was stored.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As for :func:`load`.
+    """
     map_location = None if torch.cuda.is_available() else "cpu"
     try:
         payload = torch.load(path, map_location=map_location, weights_only=False)
@@ -119,7 +204,7 @@ def load(path, expected_class=None):
     estimator = cls(**payload["params"])
     vars(estimator).update(payload["attributes"])
     use_available_device(estimator)
-    return estimator
+    return ModelFile(estimator, dict(payload.get("metadata") or {}))
 
 
 def use_available_device(estimator):
@@ -136,35 +221,3 @@ def use_available_device(estimator):
                       "available here: it is loaded on the CPU and device is set to 'cpu'",
                       UserWarning, stacklevel=3)
         estimator.device = "cpu"
-
-
-def atomic_write(path, write):
-    """Call ``write(handle)`` on a temporary file beside ``path``, then move it over ``path``.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    write : callable taking a binary file handle
-
-    Notes
-    -----
-    The temporary file is created in the same folder (so :func:`os.replace` is an atomic rename)
-    with the permissions a new file would get; it is removed if anything fails, and ``path`` is
-    then left untouched.
-    """
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"path must be a file name, got the folder {path!r}")
-    folder = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise

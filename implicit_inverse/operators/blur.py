@@ -1,4 +1,4 @@
-"""Convolution (blur) operators computed with ``torch.fft``, and Gaussian kernels."""
+"""Convolution (blur) operators computed with ``torch.fft``; Gaussian, disk and motion kernels."""
 
 from __future__ import annotations
 
@@ -35,6 +35,100 @@ def gaussian_kernel(size, sigma):
     profile = np.exp(-0.5 * (axis / float(sigma)) ** 2)
     kernel = np.outer(profile, profile)
     return kernel / kernel.sum()
+
+
+def _check_length(value, name, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
+            or value < low or (low == 0 and value == 0):
+        bound = "> 0" if low == 0 else f">= {low}"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+_OVERSAMPLE = 16  # sub-pixels per pixel side for the coverage of disks and lines
+
+
+def disk_kernel(radius):
+    """A normalised disk (uniform defocus blur, "pillbox") of the given radius.
+
+    Each pixel's weight is the share of its area inside the disk (estimated on a 16 x 16 grid of
+    sub-pixels), so the kernel changes smoothly with ``radius``.
+
+    Parameters
+    ----------
+    radius : float
+        Radius in pixels, > 0 (below 0.5 the kernel is nearly a single pixel).
+
+    Returns
+    -------
+    numpy.ndarray of shape (s, s), float64, summing to 1
+        ``s`` is the smallest odd side holding the disk: ``2 ceil(radius - 0.5) + 1``.
+
+    Examples
+    --------
+    >>> disk_kernel(1.5).shape
+    (3, 3)
+    """
+    radius = _check_length(radius, "radius", 0)
+    half = max(int(np.ceil(radius + 0.5)) - 1, 0)
+    offsets = (np.arange(_OVERSAMPLE) + 0.5) / _OVERSAMPLE - 0.5
+    axis = (np.arange(-half, half + 1)[:, None] + offsets[None, :]).ravel()
+    inside = (axis[:, None] ** 2 + axis[None, :] ** 2) <= radius ** 2
+    side = 2 * half + 1
+    coverage = inside.reshape(side, _OVERSAMPLE, side, _OVERSAMPLE).mean(axis=(1, 3))
+    if coverage.sum() == 0:  # a radius so small that no sub-pixel centre is inside
+        coverage[half, half] = 1.0
+    return coverage / coverage.sum()
+
+
+def motion_kernel(length, angle):
+    """A normalised straight motion blur: a line segment of ``length`` pixels through the centre.
+
+    Each pixel's weight is the length of the segment inside it (the segment is sampled 16 times
+    per pixel of length), so a horizontal motion of 5 pixels is exactly ``[1, 1, 1, 1, 1] / 5``.
+
+    Parameters
+    ----------
+    length : float
+        Length of the motion in pixels, >= 1.
+    angle : float
+        Direction in degrees, counter-clockwise from the horizontal as the image is shown
+        (rows going down): 0 is a horizontal blur, 90 a vertical one.
+
+    Returns
+    -------
+    numpy.ndarray of shape (kh, kw), float64, summing to 1
+        Odd sides, the smallest that hold the segment (``(1, 5)`` for ``motion_kernel(5, 0)``);
+        symmetric under a half turn (a motion blur has no direction sign).
+
+    Examples
+    --------
+    >>> motion_kernel(5, 0).shape
+    (1, 5)
+    """
+    length = _check_length(length, "length", 1)
+    if isinstance(angle, bool) or not isinstance(angle, numbers.Real) or not np.isfinite(angle):
+        raise ValueError(f"angle must be a finite number of degrees, got {angle!r}")
+    half = int(np.ceil(length / 2))
+    side = 2 * half + 1
+    theta = np.deg2rad(float(angle))
+    n_samples = int(np.ceil(length)) * _OVERSAMPLE
+    steps = (np.arange(n_samples) + 0.5) / n_samples * length - length / 2  # interval midpoints
+    rows = np.rint(half - steps * np.sin(theta)).astype(int)
+    cols = np.rint(half + steps * np.cos(theta)).astype(int)
+    kernel = np.zeros((side, side))
+    np.add.at(kernel, (rows, cols), 1.0)
+    kernel = 0.5 * (kernel + kernel[::-1, ::-1])  # exact half-turn symmetry despite rounding
+    return _trim(kernel) / kernel.sum()
+
+
+def _trim(kernel):
+    """Drop all-zero outer rows and columns in symmetric pairs (odd sides stay centred)."""
+    rows = np.flatnonzero(kernel.any(axis=1))
+    cols = np.flatnonzero(kernel.any(axis=0))
+    dr = min(rows[0], kernel.shape[0] - 1 - rows[-1])
+    dc = min(cols[0], kernel.shape[1] - 1 - cols[-1])
+    return kernel[dr:kernel.shape[0] - dr, dc:kernel.shape[1] - dc]
 
 
 def _as_kernel(kernel):

@@ -137,6 +137,27 @@ class Mask(LinearOperator):
                 f"{tuple(shape[2:])}"
             )
 
+    def norm(self, shape=None, max_iter=100, tol=1e-6, dtype=torch.float64, device="cpu",
+             seed=0):
+        """Operator norm ``||A||_2`` by power iteration (1 for a non-empty mask, else 0).
+
+        Parameters
+        ----------
+        shape : tuple of 4 ints or None, default None
+            Input shape (N, C, H, W). None uses the mask's own size, ``(1, 1, H, W)``, for a
+            fixed mask and ``(1, 1, 32, 32)`` for a ``fraction`` mask (drawn per image size).
+        max_iter, tol, dtype, device, seed
+            As for :meth:`LinearOperator.norm`.
+
+        Returns
+        -------
+        float
+        """
+        if shape is None:
+            shape = (1, 1, 32, 32) if self.mask is None else (1, 1, *self.mask.shape)
+        return super().norm(shape, max_iter=max_iter, tol=tol, dtype=dtype, device=device,
+                            seed=seed)
+
     def mask_for(self, height, width, dtype=torch.float32, device="cpu"):
         """The 0/1 mask used for images of size (height, width), as a tensor of shape (H, W)."""
         key = (height, width, dtype, str(device))

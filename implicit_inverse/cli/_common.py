@@ -1,0 +1,309 @@
+"""Pieces every subcommand shares: errors, argument types, kernels, model files, output files."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+PROG = "implicit-inverse"
+KERNEL_HELP = ("gaussian:SIZE,SIGMA, disk:RADIUS (defocus), motion:LENGTH,ANGLE (degrees, "
+               "counter-clockwise) or a .npy file holding a 2-D kernel (divided by its sum)")
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line: ``prog: error: message (see --help)``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# -- argument types ------------------------------------------------------------------------------
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def nonnegative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def image_size(text):
+    value = positive_int(text)
+    if value < 8:
+        raise argparse.ArgumentTypeError(f"image size must be at least 8, got {value}")
+    return value
+
+
+def add_threads_option(parser):
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="T",
+                        help="torch CPU threads for this command (default: torch's default)")
+
+
+def add_device_option(parser):
+    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                        help="torch device; 'auto' uses CUDA when available (default: cpu)")
+
+
+def add_max_pixels_option(parser):
+    from ..image_files import MAX_PIXELS
+
+    parser.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS, metavar="N",
+                        help=f"refuse photos of more than N pixels (default: {MAX_PIXELS:,}, "
+                             "for example 4096x4096)")
+
+
+def check_device(device):
+    """The torch device name for ``--device`` (``auto`` resolved); a clear error without CUDA."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CommandError("--device cuda was requested but CUDA is not available "
+                           "(torch.cuda.is_available() is False); use --device cpu or auto")
+    return device
+
+
+# -- kernels -------------------------------------------------------------------------------------
+def _numbers(spec, text, count, names):
+    parts = text.split(",") if text else []
+    if len(parts) != count:
+        raise CommandError(f"--kernel {spec!r}: expected {count} number(s) "
+                           f"{','.join(names)} after the colon")
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        raise CommandError(f"--kernel {spec!r}: {text!r} is not {count} number(s) "
+                           f"{','.join(names)}") from None
+    if not all(math.isfinite(value) for value in values):
+        raise CommandError(f"--kernel {spec!r}: values must be finite")
+    return values
+
+
+def parse_kernel(spec):
+    """The 2-D kernel named by ``--kernel SPEC``.
+
+    Parameters
+    ----------
+    spec : str
+        ``gaussian:SIZE,SIGMA``, ``disk:RADIUS``, ``motion:LENGTH,ANGLE`` or the path of a
+        ``.npy`` file holding a 2-D array (finite, with a non-zero sum; it is divided by its sum).
+
+    Returns
+    -------
+    ndarray of shape (kh, kw), float64, summing to 1
+
+    Raises
+    ------
+    CommandError
+        A malformed spec, or a kernel file that is missing, unreadable, not 2-D, not finite or
+        summing to zero (the message names the file).
+    """
+    from ..operators import gaussian_kernel
+    from ..operators.blur import disk_kernel, motion_kernel
+
+    name, _, rest = spec.partition(":")
+    try:
+        if name == "gaussian":
+            size, sigma = _numbers(spec, rest, 2, ("SIZE", "SIGMA"))
+            if not size.is_integer() or size < 1:
+                raise CommandError(f"--kernel {spec!r}: SIZE must be a positive integer")
+            return gaussian_kernel(int(size), sigma)
+        if name == "disk":
+            return disk_kernel(*_numbers(spec, rest, 1, ("RADIUS",)))
+        if name == "motion":
+            return motion_kernel(*_numbers(spec, rest, 2, ("LENGTH", "ANGLE")))
+    except ValueError as error:
+        raise CommandError(f"--kernel {spec!r}: {error}") from None
+    if spec.lower().endswith(".npy") or Path(spec).is_file():
+        return _kernel_file(spec)
+    raise CommandError(f"--kernel: expected {KERNEL_HELP}; got {spec!r}")
+
+
+def _kernel_file(spec):
+    path = Path(spec)
+    if not path.is_file():
+        raise CommandError(f"--kernel: no such kernel file: {spec!r}")
+    try:
+        kernel = np.load(path, allow_pickle=False)
+    except Exception as error:  # noqa: BLE001 - not a .npy file, truncated, pickled objects
+        raise CommandError(f"--kernel: {spec!r} is not a readable .npy array "
+                           f"({type(error).__name__}: {' '.join(str(error).split())})") from None
+    if not isinstance(kernel, np.ndarray) or kernel.dtype.kind not in "iuf":
+        raise CommandError(f"--kernel: {spec!r} must hold a real 2-D array, got dtype "
+                           f"{getattr(kernel, 'dtype', type(kernel).__name__)}")
+    if kernel.ndim != 2 or kernel.size == 0:
+        raise CommandError(f"--kernel: {spec!r} must hold a 2-D array, got shape "
+                           f"{kernel.shape}")
+    kernel = kernel.astype(np.float64)
+    if not np.all(np.isfinite(kernel)):
+        raise CommandError(f"--kernel: {spec!r} holds NaN or infinite values")
+    total = kernel.sum()
+    if abs(total) <= 1e-8 * np.abs(kernel).sum() or total == 0:
+        raise CommandError(f"--kernel: {spec!r} sums to zero; a blur kernel must have a "
+                           "non-zero sum (it is divided by its sum)")
+    return kernel / total
+
+
+def blur_operator(spec, boundary, fit_size=None):
+    """``Blur`` for ``--kernel SPEC --boundary B``; checks the kernel fits ``fit_size`` pixels."""
+    from ..operators import Blur
+
+    kernel = parse_kernel(spec)
+    if fit_size is not None and boundary == "circular" and max(kernel.shape) > fit_size:
+        raise CommandError(f"--kernel {spec!r}: the kernel ({kernel.shape[0]}x{kernel.shape[1]}) "
+                           f"is larger than the {fit_size}x{fit_size} training images; use a "
+                           "smaller kernel, larger images or --boundary zero")
+    return Blur(kernel, boundary=boundary)
+
+
+# -- model files ---------------------------------------------------------------------------------
+def save_model(path, estimator, metadata):
+    """Write ``estimator`` with ``metadata`` in the one model format (``est.save``'s)."""
+    from ..estimators import persistence
+
+    persistence.save(estimator, path, metadata=metadata)
+    return Path(path)
+
+
+def load_model(path):
+    """Read a model file written by ``est.save``, ``implicit-inverse train`` or ``demo``.
+
+    Only load files you trust: model files are pickles.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    ModelFile
+        ``(estimator, metadata)``: the fitted :class:`~implicit_inverse.ImplicitRegressor` and
+        the dict the command line stores beside it (``{}`` for a file written by ``est.save``):
+        ``command``, ``data``, ``kernel``, ``boundary``, ``noise``, ``size``, ``color``,
+        ``seed``, ``gradient``, ``epochs``.
+
+    Raises
+    ------
+    CommandError
+        Missing file, not a model file, or an unfitted or non-implicit estimator.
+    """
+    from ..estimators import ImplicitRegressor, persistence
+
+    path = Path(path)
+    if not path.is_file():
+        raise CommandError(f"--model: no such file: {str(path)!r}")
+    try:
+        model = persistence.read(path)
+    except (ValueError, TypeError) as error:
+        raise CommandError(f"--model: {error}") from None
+    estimator = model.estimator
+    if not isinstance(estimator, ImplicitRegressor):
+        raise CommandError(f"--model: {str(path)!r} holds a {type(estimator).__name__}, not an "
+                           "implicit model")
+    if not hasattr(estimator, "net_"):
+        raise CommandError(f"--model: {str(path)!r} holds an unfitted estimator; train it first")
+    return model
+
+
+def kernel_description(model):
+    """How the model's blur was specified (its metadata), or the operator's repr."""
+    metadata = model.metadata
+    if "kernel" in metadata:
+        return f"kernel {metadata['kernel']}, {metadata.get('boundary', 'circular')} boundary"
+    return repr(model.estimator.operator_)
+
+
+# -- output files --------------------------------------------------------------------------------
+def plan_outputs(inputs, out, force):
+    """Output paths ``out / input.name`` for ``inputs``; refuses every clash before any write.
+
+    Raises
+    ------
+    CommandError
+        ``out`` is a file; two inputs have the same name; an output would replace its own
+        input (never allowed, even with ``force``); an output exists and ``force`` is False.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out: {str(out)!r} exists and is not a folder")
+    targets, seen = [], {}
+    for source in inputs:
+        target = out / source.name
+        if target.name in seen:
+            raise CommandError(f"{str(source)!r} and {str(seen[target.name])!r} would both be "
+                               f"written to {str(target)!r}; give them different names")
+        seen[target.name] = source
+        if target.exists():
+            if target.resolve() == source.resolve():
+                raise CommandError(f"{str(source)!r}: --out would overwrite this input photo; "
+                                   "choose another output folder")
+            if target.is_dir():
+                raise CommandError(f"{str(target)!r} is a folder")
+            if not force:
+                raise CommandError(f"{str(target)!r} already exists; pass --force to overwrite "
+                                   "it")
+        targets.append(target)
+    return targets
+
+
+def check_photos(paths, max_pixels, check=None):
+    """List the photos of ``paths`` and decode each once (nothing is kept in memory).
+
+    ``check(path, pixels, info)`` may raise ``CommandError`` for a photo the command cannot
+    handle. Returns the list of files.
+    """
+    from ..image_files import list_images, read_image
+
+    files = list_images(paths)
+    for path in files:
+        pixels, info = read_image(path, max_pixels=max_pixels)
+        if check is not None:
+            check(path, pixels, info)
+        del pixels
+    return files
+
+
+def progress(items, description):
+    """A tqdm progress bar over ``items`` on stderr (hidden when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(items, desc=description, unit="file", file=sys.stderr, disable=None,
+                leave=False, dynamic_ncols=True)
+
+
+def say(line):
+    """Print a line on stdout without breaking a progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stdout)
+    sys.stdout.flush()
