@@ -2,10 +2,11 @@
 
 from .estimators import (DirectInverseRegressor, ImplicitDeblurRegressor,
                          ImplicitInpaintingRegressor, ImplicitRegressor,
-                         ImplicitSuperResolutionRegressor, TikhonovRegressor)
+                         ImplicitSuperResolutionRegressor, TikhonovRegressor,
+                         TotalVariationRegressor, WienerRegressor)
 
 __version__ = "0.1.0"
 
 __all__ = ["ImplicitRegressor", "ImplicitDeblurRegressor", "ImplicitSuperResolutionRegressor",
-           "ImplicitInpaintingRegressor", "TikhonovRegressor", "DirectInverseRegressor",
-           "__version__"]
+           "ImplicitInpaintingRegressor", "TikhonovRegressor", "WienerRegressor",
+           "TotalVariationRegressor", "DirectInverseRegressor", "__version__"]

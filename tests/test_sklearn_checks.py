@@ -18,7 +18,8 @@ from sklearn.utils.estimator_checks import check_estimator, parametrize_with_che
 
 from implicit_inverse import (DirectInverseRegressor, ImplicitDeblurRegressor,
                               ImplicitInpaintingRegressor, ImplicitRegressor,
-                              ImplicitSuperResolutionRegressor, TikhonovRegressor)
+                              ImplicitSuperResolutionRegressor, TikhonovRegressor,
+                              TotalVariationRegressor, WienerRegressor)
 from implicit_inverse.networks import DnCNN, TikhonovPlusNetwork
 from implicit_inverse.operators import Blur, Identity, gaussian_kernel
 
@@ -43,6 +44,10 @@ ESTIMATORS = [
     TikhonovRegressor(Identity()),
     TikhonovRegressor(Blur(gaussian_kernel(3, 0.8), boundary="zero")),
     DirectInverseRegressor(Identity()),
+    WienerRegressor(Identity()),
+    WienerRegressor(Blur(gaussian_kernel(3, 0.8), boundary="zero")),
+    TotalVariationRegressor(Identity()),
+    TotalVariationRegressor(Blur(gaussian_kernel(3, 0.8), boundary="zero")),
 ]
 
 TARGET_REASON = ("image-to-image regressor: y must hold one clean image per sample, shaped so "

