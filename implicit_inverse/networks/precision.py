@@ -5,10 +5,10 @@ preconditioner, the fixed-point residuals and the solver's bookkeeping stay in f
 the wrapper's output is cast back to the dtype of its input.
 
 A reduced-precision regularizer makes the fixed-point map itself inexact: its output is rounded
-to 8 (bfloat16) or 11 (float16) significant bits, which puts a floor of about 1e-3 (bfloat16,
+to 8 (bfloat16) or 11 (float16) significant bits, which puts a floor of a few 1e-3 (bfloat16,
 measured on faces) under the relative residual a solve can reach. Training tolerates that
-(``train_tol`` is 1e-3 and JFB needs only an approximate fixed point); the final solves should not
-inherit it, so by default (``inference=False``) the wrapper autocasts in training mode only and
+(with ``train_tol=5e-3``: JFB needs only an approximate fixed point); the final solves should
+not inherit it, so by default (``inference=False``) the wrapper autocasts in training mode only and
 runs in float32 in evaluation mode (``predict``).
 """
 
