@@ -433,6 +433,40 @@ def test_jacobian_penalty_gradient_matches_finite_differences():
                                                        abs=1e-9)
 
 
+def test_jacobian_penalty_reuses_a_given_evaluation():
+    """``output=`` (JFB's step with ``track_input``) gives the value and parameter gradient of
+    the penalty that evaluates the map itself, with one regularizer call less."""
+    from implicit_inverse.equilibrium.gradients import JFB
+    torch.manual_seed(0)
+    operator = OPERATORS["blur"]()
+    network = TanhConv(torch.randn(3, 3, dtype=DTYPE), c=0.5)
+    calls = []
+    network.register_forward_hook(lambda *args: calls.append(1))
+    fixed_point_map = GradientStep(operator, AlphaPlus(0.2, network), eta=0.8,
+                                   precondition=True, lam=0.2)
+    x, d = torch.rand(SHAPE, dtype=DTYPE), measurements(operator)
+
+    def penalty_gradient(shared):
+        strategy = JFB(track_input=shared)
+        output = strategy.attach(fixed_point_map, x, d, x, None)
+        value = jacobian_penalty(fixed_point_map, strategy.last_input if shared else x, d,
+                                 torch.Generator().manual_seed(1),
+                                 output=output if shared else None)
+        (gradient,) = torch.autograd.grad(value + output.sum(), network.weight)
+        return float(value.detach()), gradient
+
+    calls.clear()
+    value, gradient = penalty_gradient(False)
+    separate_calls = len(calls)
+    calls.clear()
+    shared_value, shared_gradient = penalty_gradient(True)
+    assert len(calls) == separate_calls - 1
+    assert shared_value == pytest.approx(value, rel=1e-12)
+    torch.testing.assert_close(shared_gradient, gradient, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="output="):
+        jacobian_penalty(fixed_point_map, x, d, output=fixed_point_map(x, d))
+
+
 def test_jacobian_penalty_leaves_its_inputs_without_a_graph():
     operator = OPERATORS["blur"]()
     fixed_point_map = GradientStep(operator, Scaled(0.3))

@@ -218,6 +218,25 @@ def test_jfb_gradient_is_one_differentiable_step():
     assert float(regularizer.lam.grad) == pytest.approx(expected, rel=1e-10)
 
 
+def test_jfb_tracking_its_input_gives_the_same_gradient():
+    """``JFB(track_input=True)`` only adds the input to the graph: same parameter gradient,
+    and ``last_input`` is the leaf the step was evaluated at."""
+    operator, d, clean = problem()
+    gradients = []
+    for track in (False, True):
+        regularizer = Scaled(0.5)
+        layer = make_layer(operator, regularizer, JFB(track_input=track))
+        loss_of(layer, d, clean).backward()
+        gradients.append(float(regularizer.lam.grad))
+        if track:
+            assert layer.gradient.last_input.requires_grad
+            assert layer.gradient.last_input.grad is not None
+        else:
+            assert layer.gradient.last_input is None
+    assert gradients[1] == pytest.approx(gradients[0], rel=1e-12)
+    assert repr(JFB(track_input=True)) == "JFB(track_input=True)"
+
+
 def test_exact_reports_an_unconverged_backward_solve():
     operator, d, clean = problem()
     layer = make_layer(operator, Scaled(0.05), Exact(max_iter=2, tol=1e-12))

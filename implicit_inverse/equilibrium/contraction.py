@@ -53,7 +53,7 @@ def estimate_lipschitz(fixed_point_map, x, d, n_iter=20, seed=0):
     return estimate.detach()
 
 
-def jacobian_penalty(fixed_point_map, x, d, generator=None):
+def jacobian_penalty(fixed_point_map, x, d, generator=None, *, output=None):
     """Hutchinson estimate of ``||dT/dx||_F^2 / n`` at ``x``, differentiable in the parameters.
 
     ``E_eps ||eps^T dT/dx||^2 / ||eps||^2`` with one Gaussian probe ``eps`` per sample: the mean
@@ -71,15 +71,28 @@ def jacobian_penalty(fixed_point_map, x, d, generator=None):
         Measurements.
     generator : torch.Generator or None, default None
         Source of the probes (on ``x``'s device); None uses torch's global generator.
+    output : torch.Tensor of shape (N, C, H, W) or None, default None
+        ``T(x; d)`` already evaluated with a graph from ``x`` (then a tensor that requires
+        grad, e.g. :attr:`JFB.last_input <implicit_inverse.equilibrium.gradients.JFB>` and the
+        step JFB returned): its graph is reused instead of evaluating the map again (one
+        forward pass of the regularizer less; same value, same probe). The graph is kept for a
+        later ``backward`` through ``output``.
 
     Returns
     -------
     torch.Tensor of shape ()
         Mean over the samples; its graph reaches the map's parameters (double backpropagation).
     """
-    z = x.detach().requires_grad_(True)
+    if output is None:
+        z = x.detach().requires_grad_(True)
+    elif not x.requires_grad or output.grad_fn is None:
+        raise ValueError("output= needs the map's output with a graph from x (x requires grad); "
+                         "pass output=None to evaluate the map here")
+    else:
+        z = x
     with torch.enable_grad():
-        output = fixed_point_map(z, d)
+        if output is None:
+            output = fixed_point_map(z, d)
         probe = torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
         (product,) = torch.autograd.grad(output, z, probe, create_graph=True)
     ratios = product.flatten(1).pow(2).sum(1) / probe.flatten(1).pow(2).sum(1)

@@ -59,12 +59,41 @@ class GradientStrategy(abc.ABC):
 
 
 class JFB(GradientStrategy):
-    """Jacobian-free backpropagation: one differentiable step at the detached fixed point."""
+    """Jacobian-free backpropagation: one differentiable step at the detached fixed point.
+
+    Parameters
+    ----------
+    track_input : bool, default False
+        Evaluate the step at ``x*`` as a new leaf that requires grad, kept as
+        :attr:`last_input`:
+        the returned tensor's graph then also reaches the input, so that ``dT/dx`` at ``x*``
+        (the Jacobian penalty, :func:`~implicit_inverse.equilibrium.jacobian_penalty` with
+        ``output=``) comes from this same evaluation instead of a second one. The parameters'
+        gradient is unchanged; a ``backward`` that is not restricted to the parameters
+        (``inputs=``) also fills ``last_input.grad``.
+
+    Attributes
+    ----------
+    last_input : torch.Tensor of shape (N, C, H, W) or None
+        With ``track_input``: the leaf at which the last step was evaluated; else None.
+    """
 
     name = "jfb"
 
+    def __init__(self, track_input=False):
+        super().__init__()
+        self.track_input = bool(track_input)
+        self.last_input = None
+
+    def __repr__(self):
+        return "JFB(track_input=True)" if self.track_input else "JFB()"
+
     def attach(self, fixed_point_map, x_star, d, x0, forward_stats):
-        return fixed_point_map(x_star.detach(), d)
+        z = x_star.detach()
+        if self.track_input:
+            z = z.requires_grad_(True)
+        self.last_input = z if self.track_input else None
+        return fixed_point_map(z, d)
 
 
 class Exact(GradientStrategy):
