@@ -1,15 +1,16 @@
 """Total-variation deconvolution by ADMM, with a batched torch TV denoiser (Chambolle).
 
 The denoiser is scikit-image's :func:`~skimage.restoration.denoise_tv_chambolle` (same
-algorithm, step, stopping rule and boundary handling) run on a whole batch at once: every image
-and every channel is denoised independently, as ``denoise_tv_chambolle(..., channel_axis=...)``
-does, and on any torch device.
+algorithm, step, stopping rule and boundary handling, equal results to rounding) run on a whole
+batch at once: every image and every channel is denoised independently, as
+``denoise_tv_chambolle(..., channel_axis=...)`` does, with device-agnostic torch operations.
 
-Why torch and not a loop over scikit-image: ADMM calls the denoiser once per iteration, and a
-loop over the images costs Python overhead per image and per call. Measured with one thread on
-the same ADMM (60 iterations, identical results to 1e-10): 20 faces of 32 x 32 took 1.0 s
-(scikit-image) against 0.40 s (torch), 200 faces 10.6 s against 2.3 s, and one 256 x 256 RGB
-image 4.8 s against 3.4 s.
+Why torch rather than a loop of scikit-image calls: ADMM calls the denoiser once per iteration
+and a loop pays Python overhead per image and per call, while the batch drops each channel as
+soon as it stops. CPU seconds of the whole reconstruction with the defaults (60 ADMM
+iterations, one thread, float64, both variants agreeing to 2e-14), scikit-image loop against
+torch: 20 images of 32 x 32, 0.30 against 0.14; 200 images, 2.70 against 1.14; one 256 x 256 RGB
+image, 1.71 against 1.66 (a tie: large arrays amortise the overhead).
 """
 
 from __future__ import annotations
