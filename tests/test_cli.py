@@ -166,6 +166,14 @@ def test_train_on_a_folder_streams_crops(gray_model, photos, capsys):
     code, stdout, stderr = run(["evaluate", "--model", gray_model, "--data", photos], capsys)
     assert code == 0, stderr
     assert "6 images from" in stdout and "kernel disk:1.5" in stdout
+    code, stdout, stderr = run(["evaluate", "--model", gray_model, "--data", photos, "--size",
+                                "20", "--crops", "2"], capsys)
+    assert code == 0, stderr
+    assert "12 images from" in stdout and "(20x20," in stdout
+    code, _, err = run(["evaluate", "--model", gray_model, "--data", photos, "--n-images", "3"],
+                       capsys)
+    assert code == 2
+    assert_one_line_error(err, "3 crop(s)", "at least 4", "--crops")
 
 
 def test_train_on_a_folder_in_chunks(photos, tmp_path, capsys):

@@ -94,7 +94,7 @@ def compare_methods(operator, X_tune, y_tune, X_eval, y_eval, implicit, implicit
     for key, label, estimator, param, grid in _baselines():
         start = time.perf_counter()
         search = GridSearchCV(estimator(operator), {param: list(grid)}, scoring=psnr_scorer,
-                              cv=min(CV_FOLDS, len(X_small)))
+                              cv=max(2, min(CV_FOLDS, len(X_small) // 2)))
         search.fit(X_small, y_small)
         outputs[key] = search.best_estimator_.predict(X_eval)
         value = float(search.best_params_[param])

@@ -12,6 +12,8 @@ from ._compare import compare_methods, print_table
 from .demo import N_TEST_FACES, N_TRAIN_PATCHES, subset
 
 N_EVAL_PATCHES = 200
+MIN_FOLDER_IMAGES = 4
+"""Images needed to tune the baselines on a folder (2-fold cross-validation, 2 per fold)."""
 
 
 def add_parser(commands):
@@ -22,8 +24,8 @@ def add_parser(commands):
                     "baselines (each weight tuned by cross-validated grid search) and the "
                     "implicit model. 'faces' evaluates on the "
                     f"{N_TEST_FACES} held-out faces (baselines tuned on the training split), "
-                    f"'patches' on {N_EVAL_PATCHES} fresh natural patches, a folder on one random "
-                    "crop of each photo, in the model's channels (baselines tuned by "
+                    f"'patches' on {N_EVAL_PATCHES} fresh natural patches, a folder on --crops "
+                    "random crops of each photo, in the model's channels (baselines tuned by "
                     "cross-validation on them).")
     evaluate.add_argument("--model", required=True, metavar="PATH",
                           help="a model file written by 'train', 'demo' or ImplicitRegressor.save")
@@ -34,6 +36,8 @@ def add_parser(commands):
     evaluate.add_argument("--size", type=image_size, default=None,
                           help="side of the evaluation images or crops (default: the model's "
                                "training size)")
+    evaluate.add_argument("--crops", type=positive_int, default=1, metavar="K",
+                          help="folder only: random crops of each photo (default: 1)")
     add_max_pixels_option(evaluate)
     evaluate.add_argument("--seed", type=nonnegative_int, default=0, metavar="S",
                           help="seed of the data subsets, crops and noise (default: 0)")
@@ -61,8 +65,8 @@ def _evaluation_images(args, size, channels):
     if not Path(data).is_dir():
         raise CommandError(f"--data: no such folder: {data!r} (expected 'faces', 'patches' or a "
                            "folder of photos)")
-    crops = PatchDataset(data, patch_size=size, patches_per_image=1, grayscale=channels == 1,
-                         random_state=seed, max_pixels=args.max_pixels)
+    crops = PatchDataset(data, patch_size=size, patches_per_image=args.crops,
+                         grayscale=channels == 1, random_state=seed, max_pixels=args.max_pixels)
     indices = range(len(crops))
     if args.n_images is not None and args.n_images < len(crops):
         indices = np.sort(np.random.default_rng(seed).choice(len(crops), args.n_images,
@@ -70,8 +74,10 @@ def _evaluation_images(args, size, channels):
     images = np.stack([crops[int(i)].numpy() for i in indices])
     if channels == 1:
         images = images[:, 0]
-    if len(images) < 2:
-        raise CommandError(f"--data: at least 2 images are needed, got {len(images)}")
+    if len(images) < MIN_FOLDER_IMAGES:
+        raise CommandError(f"--data: {len(images)} crop(s) of {data!r}; at least "
+                           f"{MIN_FOLDER_IMAGES} are needed to tune the baselines by "
+                           "cross-validation (raise --crops)")
     return images, images
 
 
