@@ -6,16 +6,16 @@ user would::
 
     implicit-inverse blur photos/test/*.png --kernel disk:2 --noise 0.01 --out photos/measured
     implicit-inverse train --data photos/train --kernel disk:2 --noise 0.01 --patch 64 \\
-        --patches-per-image 16 --epochs 30 --model photo_model.pt
-    implicit-inverse restore photos/measured/*.png --model photo_model.pt --out photos/restored
-    implicit-inverse evaluate --model photo_model.pt --data photos/test --size 256
+        --patches-per-image 8 --epochs 20 --model photos/model.pt
+    implicit-inverse restore photos/measured/*.png --model photos/model.pt --out photos/restored
+    implicit-inverse evaluate --model photos/model.pt --data photos/test --size 128 --crops 8
 
 and draws ``docs/_static/photos.png`` (measured | restored | original, a 192 x 192 detail of each
 test photo, PSNR of the whole photo in the titles) from the files those commands wrote.
 
 Usage::
 
-    python benchmarks/photo_workflow.py [--work DIR] [--epochs 30] [--threads 1]
+    python benchmarks/photo_workflow.py [--work DIR] [--epochs 20] [--patches-per-image 8]
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def figure(work, out):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("photos"))
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--patches-per-image", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--figure", type=Path,
                         default=Path(__file__).resolve().parent.parent / "docs/_static/photos.png")
@@ -97,16 +98,18 @@ def main(argv=None):
     work = args.work
     export(work / "test", TEST)
     export(work / "train", TRAIN)
-    model = work / "photo_model.pt"
+    model = work / "model.pt"
     threads = ["--threads", args.threads]
     command("blur", *sorted((work / "test").glob("*.png")), "--kernel", KERNEL, "--noise",
             NOISE, "--out", work / "measured", "--force")
     command("train", "--data", work / "train", "--kernel", KERNEL, "--noise", NOISE,
-            "--patch", 64, "--patches-per-image", 16, "--epochs", args.epochs, "--model", model,
+            "--patch", 64, "--patches-per-image", args.patches_per_image, "--epochs", args.epochs,
+            "--model", model,
             "--force", *threads)
     command("restore", *sorted((work / "measured").glob("*.png")), "--model", model, "--out",
             work / "restored", "--force", *threads)
-    command("evaluate", "--model", model, "--data", work / "test", "--size", 256, *threads)
+    command("evaluate", "--model", model, "--data", work / "test", "--size", 128, "--crops", 8,
+            *threads)
     figure(work, args.figure)
     return 0
 

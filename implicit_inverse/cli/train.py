@@ -129,8 +129,11 @@ def run(args):
                                    f"{args.data!r}")
         estimator, metadata = _train_on_arrays(args, spec, device)
     save_model(model, estimator, metadata)
-    size_kb = model.stat().st_size / 1024
-    print(f"Saved the model to {str(model)!r} ({size_kb:.0f} KB)")
+    from ..estimators.distributed import is_main_process
+
+    if is_main_process():  # under torchrun only rank 0 writes the file
+        size_kb = model.stat().st_size / 1024
+        print(f"Saved the model to {str(model)!r} ({size_kb:.0f} KB)")
 
 
 def _metadata(args, spec, estimator, **extra):
