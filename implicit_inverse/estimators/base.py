@@ -297,18 +297,18 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         operator = self.operator_ if continuing else copy.deepcopy(self._make_operator())
         measurements, clean = validate_training_pair(X, y, operator, image_shape)
         warn_if_out_of_range(measurements, "X")
-        with float32_default():
+        # n_threads covers the whole fit: the lam search and the power iterations too
+        with float32_default(), torch_threads(self.n_threads):
             if continuing:
                 check_channels(measurements, self.n_channels_)
                 self._match_fixed_point_cache(distributed.own(clean))
             else:
                 self._initialise(measurements, clean, operator, device)
-            with torch_threads(self.n_threads):
-                # under torch.distributed each process trains on its shard (see distributed)
-                measurements, clean = distributed.own(measurements), distributed.own(clean)
-                inputs = {"measurement": measurements, "index": torch.arange(len(measurements))}
-                self.net_.partial_fit(inputs, clean, epochs=self.max_epochs if epochs is None
-                                      else epochs)
+            # under torch.distributed each process trains on its shard (see distributed)
+            measurements, clean = distributed.own(measurements), distributed.own(clean)
+            inputs = {"measurement": measurements, "index": torch.arange(len(measurements))}
+            self.net_.partial_fit(inputs, clean, epochs=self.max_epochs if epochs is None
+                                  else epochs)
         self.n_iter_ = len(self.net_.history)
         return self
 
