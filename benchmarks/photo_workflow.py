@@ -63,7 +63,7 @@ def figure(work, out):
     from implicit_inverse.image_files import read_image
     from implicit_inverse.metrics import psnr
 
-    fig, axes = plt.subplots(len(TEST), 3, figsize=(9, 3.2 * len(TEST)))
+    fig, axes = plt.subplots(len(TEST), 3, figsize=(9, 3.45 * len(TEST)))
     for row, name in enumerate(TEST):
         original = read_image(work / "test" / f"{name}.png")[0]
         panels = [("measured", read_image(work / "measured" / f"{name}.png")[0]),
@@ -80,7 +80,7 @@ def figure(work, out):
             if col < 2:
                 label += f"\n{psnr(original[None], pixels[None]):.2f} dB (whole photo)"
             axis.set_title(label, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.5)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     print(f"wrote {out}")
@@ -94,8 +94,13 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--figure", type=Path,
                         default=Path(__file__).resolve().parent.parent / "docs/_static/photos.png")
+    parser.add_argument("--figure-only", action="store_true",
+                        help="only redraw the figure from the files of an earlier run")
     args = parser.parse_args(argv)
     work = args.work
+    if args.figure_only:
+        figure(work, args.figure)
+        return 0
     export(work / "test", TEST)
     export(work / "train", TRAIN)
     model = work / "model.pt"

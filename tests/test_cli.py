@@ -188,6 +188,23 @@ def test_train_on_a_folder_in_chunks(photos, tmp_path, capsys):
     assert estimator.gradient == "exact"
 
 
+def test_train_with_a_zero_boundary(photos, tmp_path, capsys):
+    path = tmp_path / "zero.pt"
+    code, stdout, stderr = run(["train", "--data", photos, "--patch", "16", "--boundary", "zero",
+                                "--kernel", "gaussian:5,1", "--model", path, *TINY], capsys)
+    assert code == 0, stderr
+    assert "Jacobian penalty is off" in stdout
+    estimator = load_model(path).estimator
+    assert estimator.operator_.boundary == "zero"
+    assert all(bool(torch.isfinite(v.float()).all())
+               for v in estimator.net_.module_.state_dict().values())
+    out = tmp_path / "out"
+    code, stdout, stderr = run(["restore", photos / "gray0.png", "--model", path, "--out", out],
+                               capsys)
+    assert code == 0, stderr
+    assert "100% converged" in stdout
+
+
 def test_train_in_colour(rgb_model):
     model = load_model(rgb_model)
     assert model.estimator.n_channels_ == 3 and model.metadata["color"] is True

@@ -95,8 +95,15 @@ def kernel_spec(args):
     return args.kernel or DEMO_KERNEL
 
 
+ZERO_BOUNDARY_NOTE = ("the Jacobian penalty is off with --boundary zero (its double "
+                      "backpropagation through the iterative preconditioner gives non-finite "
+                      "gradients)")
+
+
 def _estimator_params(args):
     params = {}
+    if args.boundary == "zero":
+        params["jacobian_penalty"] = 0.0
     if args.max_iter is not None:
         params.update(max_iter=args.max_iter, train_max_iter=args.max_iter)
     if args.batch_size is not None:
@@ -161,6 +168,8 @@ def _train_on_arrays(args, spec, device):
     print(f"Training on {len(clean)} images from {args.data!r} ({size}x{size}, kernel {spec}, "
           f"{args.boundary} boundary, noise std {args.noise:g}, gradient {args.gradient}, "
           f"device {device})")
+    if args.boundary == "zero":
+        print(f"Note: {ZERO_BOUNDARY_NOTE}")
     sys.stdout.flush()
     start = time.perf_counter()
     estimator = fit_implicit(operator, X, clean, gradient=args.gradient, epochs=args.epochs,
@@ -209,6 +218,8 @@ def _train_on_folder(args, spec, device):
           f"chunk(s) of up to {chunk} crops (one table row per chunk); kernel {spec}, "
           f"{args.boundary} boundary, noise std {args.noise:g}, gradient {args.gradient}, "
           f"device {device}")
+    if args.boundary == "zero":
+        print(f"Note: {ZERO_BOUNDARY_NOTE}")
     sys.stdout.flush()
     # Each chunk is one partial_fit (one skorch epoch); the cosine schedule spans all of them.
     # noise_std="auto": every batch replaces the chunk's measurement noise by fresh noise of the
