@@ -1,0 +1,310 @@
+"""The cost floor of one JFB training epoch, and where the time above it goes.
+
+Setting (a) of ``quality.py``: ``train_test_faces(size=32, n_test=20, n_patches=600)``
+(680 training images), ``Blur(gaussian_kernel(9, 1.5))``, noise 0.01, the default
+``ImplicitDeblurRegressor`` (only ``operator`` given, plus ``max_epochs`` so that the cosine
+schedule spans the run and ``random_state``). ``--epochs`` epochs are trained (default 2) and
+the last one is measured, so that the ``lam="auto"`` search, the first shuffle and empty warm
+starts are not part of it.
+
+The floor
+    Every call of the regularizer ``R`` during the measured epoch is counted by a forward
+    hook (images with and without autograd). The floor is what those passes cost on the
+    regularizer *alone*, timed apart on a batch of ``batch_size`` training images (median of
+    ``--repeats``):
+
+    - ``t_nograd``: one forward pass without a graph (the solver's iterations);
+    - ``t_jfb``: one forward pass with a graph plus its backward to the parameters (JFB's
+      differentiable step);
+    - ``t_penalty``: the Jacobian penalty on ``R`` alone: forward with a graph at an input
+      that requires grad, one vector-Jacobian product with ``create_graph=True`` and the
+      backward of its squared norm to the parameters (double backpropagation), when the
+      estimator's ``jacobian_penalty`` is > 0;
+    - with ``--share-penalty``, the penalty reuses JFB's evaluation of the map (the change
+      proposed for ``estimators/training.py``, patched into this run): its floor is then
+      ``t_penalty`` minus one forward pass with a graph.
+
+    ``floor = n_nograd * t_nograd + n_jfb * t_jfb + n_penalty * t_penalty`` (per-sample
+    costs times per-sample counts; the solver's calls on shrinking active sets cost a little
+    more per sample than a full batch, which this ignores).
+
+The breakdown
+    The measured epoch's wall time (skorch's ``dur``) is split with timers wrapped around the
+    components (inclusive times minus their children, so the rows add up to the epoch): the
+    regularizer's forward passes (no graph / with a graph), the FFTs of the operator and the
+    preconditioner (``Blur._forward``, ``_adjoint``, ``_solve_normal``), the rest of the map
+    (step size, arithmetic), the solver's own bookkeeping (residuals, best iterate, Anderson's
+    small least-squares system and its copies), the starting points and warm-start cache, the
+    training measurements (fresh noise, augmentation), the loss, the Jacobian penalty outside
+    its regularizer pass, ``Tensor.backward`` (all backward passes: JFB's and the penalty's
+    double backpropagation, FFT gradients included), the optimizer step, the history records,
+    and what is left of the epoch (skorch's loop, the data loader, callbacks).
+
+Usage::
+
+    python benchmarks/epoch_cost.py                 # 2 epochs, the second measured
+    python benchmarks/epoch_cost.py --epochs 3 --repeats 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+
+from run import machine_line, markdown_table, quiet_warnings
+
+
+class Timers:
+    """Inclusive and exclusive wall seconds of nested named sections."""
+
+    def __init__(self, clock=time.process_time):
+        self.clock = clock
+        self.inclusive, self.exclusive, self.calls = {}, {}, {}
+        self._stack = []
+        self.active = False
+
+    @contextlib.contextmanager
+    def section(self, name):
+        if not self.active:
+            yield
+            return
+        start = self.clock()
+        self._stack.append([name, 0.0])
+        try:
+            yield
+        finally:
+            _, children = self._stack.pop()
+            elapsed = self.clock() - start
+            self.inclusive[name] = self.inclusive.get(name, 0.0) + elapsed
+            self.exclusive[name] = self.exclusive.get(name, 0.0) + elapsed - children
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if self._stack:
+                self._stack[-1][1] += elapsed
+
+    def wrap(self, owner, attribute, name):
+        original = getattr(owner, attribute)
+
+        def timed(*args, **kwargs):
+            with self.section(name if not callable(name) else name()):
+                return original(*args, **kwargs)
+        setattr(owner, attribute, timed)
+        return original
+
+
+def share_penalty_evaluation(net):
+    """Make the Jacobian penalty reuse JFB's evaluation of the map (the change proposed for
+    ``estimators/training.py``), by patching this estimator's objects only."""
+    from implicit_inverse.equilibrium.gradients import JFB
+    from implicit_inverse.estimators import training
+
+    module = net.module_
+    layer = module.layer
+    if not isinstance(layer.gradient, JFB):
+        raise ValueError("--share-penalty needs the JFB gradient")
+    layer.gradient.track_input = True
+    original_forward, original_penalty = module.forward, training.jacobian_penalty
+    last = {}
+
+    def forward(*args, **kwargs):
+        last["output"] = original_forward(*args, **kwargs)
+        return last["output"]
+
+    def penalty(fixed_point_map, x, d, generator=None):
+        return original_penalty(fixed_point_map, layer.gradient.last_input, d,
+                                generator=generator, output=last["output"])
+    module.forward = forward
+    training.jacobian_penalty = penalty
+
+
+def _instrument(net, timers, counts):
+    """Wrap the components of one training step of ``net`` (an ``EquilibriumNet``)."""
+    import torch
+    from implicit_inverse.estimators import training
+
+    module = net.module_
+    layer = module.layer
+    step = layer.map
+    regularizer = step.regularizer
+
+    def grad_name():
+        return "R forward, graph" if torch.is_grad_enabled() else "R forward, no graph"
+    timers.wrap(regularizer, "forward", grad_name)
+
+    def count(module_, inputs, output):
+        if timers.active:
+            key = "grad" if torch.is_grad_enabled() else "nograd"
+            counts[key] = counts.get(key, 0) + inputs[0].shape[0]
+    regularizer.register_forward_hook(count)
+    for attribute in ("_forward", "_adjoint", "_solve_normal"):
+        timers.wrap(step.operator, attribute, "FFTs: A, A^T, preconditioner")
+    timers.wrap(step, "forward", "map arithmetic (step size, sums)")
+    timers.wrap(step, "initial_point", "starting point + warm-start cache")
+    if module.cache is not None:
+        timers.wrap(module.cache, "start", "starting point + warm-start cache")
+        timers.wrap(module.cache, "store", "starting point + warm-start cache")
+    timers.wrap(layer.solver, "_solve", "solver bookkeeping")
+    timers.wrap(layer.gradient, "attach", "gradient strategy (outside its map call)")
+    timers.wrap(net, "get_loss", "loss")
+    timers.wrap(net, "train_step_single", "training step (rest)")
+    timers.wrap(net, "train_step", "optimizer step + zero_grad")
+    timers.wrap(net, "run_single_epoch", "skorch loop, data loader (rest of the epoch)")
+    timers.wrap(training, "jacobian_penalty", "Jacobian penalty: its VJP (create_graph) + probe")
+    timers.wrap(training, "record_solver_stats", "solver stats + history")
+    timers.wrap(net.history, "record_batch", "solver stats + history")
+    measurements = net.training_measurements
+    if measurements is not None:
+        original_call = type(measurements).__call__
+
+        def call(self, *args, **kwargs):
+            with timers.section("training measurements (noise, augmentation)"):
+                return original_call(self, *args, **kwargs)
+        measurements.__class__ = type("Timed" + type(measurements).__name__,
+                                      (type(measurements),), {"__call__": call})
+    original_backward = torch.Tensor.backward
+
+    def backward(self, *args, **kwargs):
+        with timers.section("Tensor.backward (all backward passes)"):
+            return original_backward(self, *args, **kwargs)
+    torch.Tensor.backward = backward
+
+
+def _median_seconds(function, repeats, clock):
+    function()  # warm-up: oneDNN picks its kernels on the first call
+    times = []
+    for _ in range(repeats):
+        start = clock()
+        function()
+        times.append(clock() - start)
+    return statistics.median(times)
+
+
+def network_passes(regularizer, images, repeats, clock):
+    """Per-sample seconds of the regularizer's passes alone on ``images`` (B, C, H, W)."""
+    import torch
+    parameters = [p for p in regularizer.parameters() if p.requires_grad]
+    batch = images.shape[0]
+
+    def nograd():
+        with torch.no_grad():
+            regularizer(images)
+
+    def grad_forward():
+        regularizer(images).sum()
+
+    def jfb():
+        regularizer.zero_grad(set_to_none=True)
+        regularizer(images).square().sum().backward(inputs=parameters)
+
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.randn(images.shape, generator=generator)
+
+    def penalty():
+        regularizer.zero_grad(set_to_none=True)
+        z = images.detach().requires_grad_(True)
+        output = regularizer(z)
+        (product,) = torch.autograd.grad(output, z, probe, create_graph=True)
+        product.square().sum().backward(inputs=parameters)
+
+    return {name: _median_seconds(function, repeats, clock) / batch
+            for name, function in [("nograd", nograd), ("grad_forward", grad_forward),
+                                   ("jfb", jfb), ("penalty", penalty)]}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=2, help="epochs trained; the last is "
+                        "measured (default 2)")
+    parser.add_argument("--n-patches", type=int, default=600)
+    parser.add_argument("--repeats", type=int, default=20,
+                        help="timings of each isolated pass (median)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--share-penalty", action="store_true",
+                        help="measured epoch: the Jacobian penalty reuses JFB's evaluation of "
+                        "the map (the proposed training.py change, patched in)")
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                        help="CPU seconds (default: with one thread they measure the work and "
+                        "move little when other processes share the cores) or wall seconds")
+    args = parser.parse_args(argv)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    import torch
+    torch.set_num_threads(args.threads)
+    quiet_warnings()
+    from implicit_inverse import ImplicitDeblurRegressor
+    from run import deblur_problem
+
+    operator, X, y, _, _ = deblur_problem(args.n_patches, seed=args.seed)
+    print(machine_line(args.threads))
+    estimator = ImplicitDeblurRegressor(operator=operator, max_epochs=args.epochs,
+                                        random_state=args.seed)
+    timers, counts = Timers(clock), {}
+    for epoch in range(args.epochs):
+        if epoch == args.epochs - 1:
+            if args.share_penalty:
+                share_penalty_evaluation(estimator.net_)
+            _instrument(estimator.net_, timers, counts)
+            timers.active = True
+        estimator.partial_fit(X, y)
+    timers.active = False
+    history = estimator.history[-1]
+    epoch_seconds = timers.inclusive["skorch loop, data loader (rest of the epoch)"]
+    n = len(X)
+    params = estimator.get_params()
+    print(f"{n} training images 32x32, batch {params['batch_size']}, epoch {args.epochs} of "
+          f"{args.epochs} measured: {history['dur']:.2f} s wall (skorch dur), "
+          f"{epoch_seconds:.2f} s {args.clock} (all times below: {args.clock}); train_tol "
+          f"{params['train_tol']}, train_max_iter {params['train_max_iter']}, gradient "
+          f"{params['gradient']}, jacobian_penalty {params['jacobian_penalty']}; fp_iter "
+          f"{history['fp_iter']:.2f} (mean per batch)\n")
+
+    regularizer = estimator.net_.module_.layer.map.regularizer
+    images = torch.as_tensor(y[:params["batch_size"], None])
+    passes = network_passes(regularizer, images, args.repeats, clock)
+    wall = epoch_seconds
+    per_sample_nograd = counts.get("nograd", 0) / n
+    per_sample_grad = counts.get("grad", 0) / n
+    n_penalty = 1.0 if params["jacobian_penalty"] > 0 else 0.0
+    # the penalty's own forward pass, unless it reuses JFB's (--share-penalty)
+    penalty_name = "R Jacobian penalty (fwd + VJP + double backward)"
+    if args.share_penalty:
+        passes["penalty"] -= passes["grad_forward"]
+        penalty_name = "R Jacobian penalty (VJP + double backward; JFB's forward reused)"
+    n_jfb = per_sample_grad - (0.0 if args.share_penalty else n_penalty)
+    floor_parts = [
+        ("R forward, no graph (solver)", per_sample_nograd, passes["nograd"]),
+        ("R forward + backward (JFB step)", n_jfb, passes["jfb"]),
+        (penalty_name, n_penalty, passes["penalty"]),
+    ]
+    floor = sum(count * seconds * n for _, count, seconds in floor_parts)
+    rows = [[name, f"{count:.2f}", f"{1e3 * seconds:.3f}", f"{count * seconds * n:.2f}"]
+            for name, count, seconds in floor_parts]
+    rows.append(["**floor**", "", "", f"**{floor:.2f}**"])
+    print(markdown_table(["regularizer pass", "per sample", "ms per sample (alone)",
+                          "floor s/epoch"], rows))
+    batches = history["batches"]
+    solver_evaluations = sum(b["fp_iter"] * b["train_batch_size"] for b in batches) / n
+    print(f"\nsolver iterations per sample {solver_evaluations:.2f} (SolverStats) vs "
+          f"regularizer calls without a graph per sample {per_sample_nograd:.2f} (forward "
+          "hook): converged samples are not evaluated")
+    print(f"\nepoch / floor: {wall / floor:.2f} (target <= 1.15)")
+    if n_penalty and not args.share_penalty:
+        saving = passes["grad_forward"] * n
+        print(f"the penalty's second evaluation of the map costs about {saving:.2f} s of "
+              f"regularizer forward ({100 * saving / wall:.1f}% of the epoch): "
+              "--share-penalty measures the epoch without it")
+    print()
+    rows = []
+    order = sorted(timers.exclusive.items(), key=lambda item: -item[1])
+    for name, seconds in order:
+        rows.append([name, f"{seconds:.2f}", f"{100 * seconds / wall:.1f}%",
+                     str(timers.calls[name])])
+    rows.append(["**epoch**", f"**{wall:.2f}**", "100%", "-"])
+    print(markdown_table(["component (exclusive)", "s/epoch", "share", "calls"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
