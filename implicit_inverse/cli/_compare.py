@@ -17,18 +17,13 @@ total variation runs an iterative solver per image and grid point."""
 
 def _baselines():
     """``(key, label, estimator class, parameter, grid)`` of each tuned classical baseline."""
-    from ..estimators import TikhonovRegressor
+    from ..estimators import TikhonovRegressor, TotalVariationRegressor, WienerRegressor
+    from ..estimators.classical import BALANCE_GRID
+    from ..estimators.total_variation import TV_WEIGHT_GRID
 
-    rows = [("tikhonov", "Tikhonov", TikhonovRegressor, "lam", TIKHONOV_GRID)]
-    try:  # Wiener and total variation join the table where the library has them
-        from ..estimators import TotalVariationRegressor, WienerRegressor
-        from ..estimators.classical import BALANCE_GRID
-        from ..estimators.total_variation import TV_WEIGHT_GRID
-    except ImportError:  # pragma: no cover - depends on the library version
-        return rows
-    rows.append(("wiener", "Wiener", WienerRegressor, "balance", BALANCE_GRID))
-    rows.append(("tv", "total variation", TotalVariationRegressor, "weight", TV_WEIGHT_GRID))
-    return rows
+    return [("tikhonov", "Tikhonov", TikhonovRegressor, "lam", TIKHONOV_GRID),
+            ("wiener", "Wiener", WienerRegressor, "balance", BALANCE_GRID),
+            ("tv", "total variation", TotalVariationRegressor, "weight", TV_WEIGHT_GRID)]
 
 
 def _tuning_subset(X, y, seed):
