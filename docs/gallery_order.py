@@ -6,6 +6,7 @@ EXAMPLE_ORDER = [
     "plot_quickstart.py",
     "plot_operators_tour.py",
     "plot_jfb_vs_exact.py",
+    "plot_classical_baselines.py",
     "plot_grid_search.py",
     "plot_super_resolution_inpainting.py",
     "plot_convergence_diagnostics.py",

@@ -517,6 +517,8 @@ BAD_PARAMS = {
     "lr=0": (dict(lr=0.0), "lr"),
     "batch_size=0": (dict(batch_size=0), "batch_size"),
     "max_epochs=0": (dict(max_epochs=0), "max_epochs"),
+    "pretrain_epochs<0": (dict(pretrain_epochs=-1), "pretrain_epochs"),
+    "pretrain_epochs bool": (dict(pretrain_epochs=True), "pretrain_epochs"),
     "device": (dict(device="tpu"), "device"),
     "image_shape": (dict(image_shape=(1, 0, 16)), "image_shape"),
     "regularizer type": (dict(regularizer="dncnn"), "regularizer"),

@@ -68,6 +68,29 @@ def test_a_few_epochs_of_the_default_model_beat_tuned_tikhonov_on_held_out_faces
     assert est.score(X_test, test) > tikhonov.score(X_test, test) + 0.25  # measured: +0.39 dB
 
 
+def test_pretraining_makes_one_epoch_at_least_as_good_as_without_it(faces_task):
+    operator, (X_train, train), (X_test, test) = faces_task
+    scores = {}
+    for epochs in (0, 10):
+        est = ImplicitDeblurRegressor(operator=operator, max_epochs=1, pretrain_epochs=epochs,
+                                      random_state=0, n_threads=1).fit(X_train, train)
+        scores[epochs] = est.score(X_test, test)
+    assert est.pretraining_history_ is not None and len(est.pretraining_history_) == 10
+    losses = est.pretraining_history_[:, "train_loss"]
+    assert losses[-1] < losses[0]  # minus PSNR of one map application: it learned
+    assert scores[10] >= scores[0] + 0.1  # measured: +0.5 dB
+
+
+def test_pretraining_is_reproducible_and_recorded_only_when_asked(faces_task):
+    operator, (X_train, train), (X_test, _) = faces_task
+    fitted = [ImplicitDeblurRegressor(operator=operator, max_epochs=1, pretrain_epochs=epochs,
+                                      random_state=0, n_threads=1).fit(X_train[:32], train[:32])
+              for epochs in (2, 2, 0)]
+    np.testing.assert_array_equal(fitted[0].predict(X_test), fitted[1].predict(X_test))
+    assert len(fitted[0].pretraining_history_) == 2
+    assert fitted[2].pretraining_history_ is None
+
+
 def test_the_preconditioned_map_converges_in_fewer_iterations(faces_task):
     """Same regularizer (a DnCNN with small random output weights behind alpha x), same
     measurements: ``(A^T A + lam I)^{-1}``-preconditioned step with eta 1 against the plain step

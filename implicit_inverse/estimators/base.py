@@ -28,6 +28,7 @@ from ..operators import LinearOperator
 from . import distributed, persistence
 from .classical import tune_lam
 from .losses import CRITERIA
+from .pretraining import pretrain
 from .inputs import (ImageRegressorMixin, check_channels, validate_measurements,
                      validate_training_pair)
 from .training import (EquilibriumNet, FixedPointCache, ReconstructionModule, SolverStatsLog,
@@ -91,6 +92,13 @@ SHARED_PARAMETERS_DOC = """
         keeps the learned map contractive, so solves stay short and JFB stays a good
         gradient; 0 turns it off. The weight is relative to the loss: with ``loss="mse"``,
         whose values are ~1e-3, use a weight about 1e-3 times smaller.
+    pretrain_epochs : int >= 0, default 0
+        Epochs of feed-forward pretraining before the equilibrium training: one application of
+        the map from its starting point (the Tikhonov solution corrected once by the network)
+        is trained to give the clean image, at the cost of one network forward and backward per
+        image (no solve, no Jacobian penalty; see
+        :mod:`~implicit_inverse.estimators.pretraining`). Its loss per epoch is in
+        ``pretraining_history_``.
     max_epochs : int, default 40
     batch_size : int, default 32
         Training batch size; ``predict`` works in chunks of ``4 * batch_size`` images, so its
@@ -193,6 +201,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         "reuse_fixed_points": ["boolean"],
         "loss": [StrOptions(set(CRITERIA))],
         "jacobian_penalty": [Interval(Real, 0, None, closed="left")],
+        "pretrain_epochs": [Interval(Integral, 0, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
@@ -212,7 +221,8 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
                  gradient="jfb", solver="anderson", max_iter=100, tol=1e-4, train_max_iter=30,
                  train_tol=1e-3, lam="auto",
                  precondition=True, learn_step=True, augment=True, reuse_fixed_points=True,
-                 loss="psnr", jacobian_penalty=2.0, max_epochs=40, batch_size=32,
+                 loss="psnr", jacobian_penalty=2.0, pretrain_epochs=0, max_epochs=40,
+                 batch_size=32,
                  lr=5e-4, lr_schedule="cosine", optimizer=torch.optim.Adam, device="cpu",
                  random_state=None,
                  verbose=0, callbacks=None, warm_start=False, image_shape=None, n_threads=None,
@@ -234,6 +244,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         self.reuse_fixed_points = reuse_fixed_points
         self.loss = loss
         self.jacobian_penalty = jacobian_penalty
+        self.pretrain_epochs = pretrain_epochs
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -313,7 +324,8 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         return self
 
     def _check_scalar_params(self):
-        for name in ("max_iter", "train_max_iter", "max_epochs", "batch_size", "n_threads"):
+        for name in ("max_iter", "train_max_iter", "pretrain_epochs", "max_epochs", "batch_size",
+                     "n_threads"):
             if isinstance(getattr(self, name), (bool, np.bool_)):  # bool passes Interval(Integral)
                 raise InvalidParameterError(
                     f"The {name!r} parameter of {type(self).__name__} must be an int >= 1, got "
@@ -383,6 +395,16 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
             jacobian_penalty=self.jacobian_penalty,
         )
         self.net_.initialize()
+        self.pretraining_history_ = None
+        if self.pretrain_epochs:
+            # each process pretrains on its own shard; rank 0's weights are broadcast below
+            own = distributed.own(measurements)
+            self.pretraining_history_ = pretrain(
+                layer.map, {"measurement": own, "index": torch.arange(len(own))},
+                distributed.own(clean), sampler=sampler, criterion=CRITERIA[self.loss],
+                optimizer=self.optimizer, lr=self.lr, epochs=self.pretrain_epochs,
+                batch_size=distributed.local_batch_size(self.batch_size), device=device,
+                generator=torch.Generator().manual_seed(sampler.seed + 2))
         distributed.broadcast_parameters(self.net_.module_)
 
     def _make_regularizer(self):
