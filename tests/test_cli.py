@@ -205,10 +205,18 @@ def test_train_with_a_zero_boundary(photos, tmp_path, capsys):
     assert "100% converged" in stdout
 
 
-def test_train_in_colour(rgb_model):
+def test_train_in_colour(rgb_model, photos, tmp_path, capsys):
     model = load_model(rgb_model)
     assert model.estimator.n_channels_ == 3 and model.metadata["color"] is True
     assert model.estimator.operator_.kernel.shape == (3, 3)
+    code, _, err = run(["evaluate", "--model", rgb_model, "--data", "faces"], capsys)
+    assert code == 2
+    assert_one_line_error(err, "RGB", "folder of colour photos")
+    (tmp_path / "file").write_text("x")
+    code, _, err = run(["restore", photos / "colour.png", "--model", rgb_model, "--out",
+                        tmp_path / "file"], capsys)
+    assert code == 2
+    assert_one_line_error(err, "exists and is not a folder")
 
 
 def test_existing_model_needs_force(gray_model, photos, capsys):
