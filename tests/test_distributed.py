@@ -293,9 +293,6 @@ def test_only_rank_0_writes_and_its_checkpoint_resumes_in_one_process(two_proces
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="implicit_inverse/cli/train.py reads the model file's size "
-                   "after save on every rank; only rank 0 writes it (pending a CLI change: stat "
-                   "and print on rank 0 only, distributed.is_main_process())")
 def test_command_line_trains_under_torchrun(tmp_path):
     """``torchrun --nproc_per_node 2 implicit-inverse train``: one data-parallel training, one
     model file, written by rank 0."""

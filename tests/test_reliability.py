@@ -58,6 +58,10 @@ def weights(est):
     return {name: value.detach().clone() for name, value in est.net_.module_.state_dict().items()}
 
 
+def without_cache(state):
+    return {name: value for name, value in state.items() if not name.startswith("cache.")}
+
+
 def assert_same_weights(first, second, atol=0.0):
     assert first.keys() == second.keys()
     for name in first:
@@ -132,13 +136,40 @@ def test_bad_batches_are_skipped_without_an_optimizer_step(only_with_grad, blurr
     assert np.isfinite(est.predict(X[N:N + 4])).all()
 
 
+class NaNGradient(nn.Module):
+    """Finite outputs whose parameter gradient is NaN: ``0 * sqrt(p)`` at ``p = 0``."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = tiny_regularizer()
+        self.zero = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return self.inner(x) + 0.0 * torch.sqrt(self.zero)
+
+
+def test_a_batch_with_non_finite_gradients_moves_no_parameter(blurred, blur):
+    X, y = blurred
+    regularizer = NaNGradient()
+    before = copy.deepcopy(regularizer.state_dict())
+    est = deblur(blur, regularizer=regularizer, jacobian_penalty=0.0, batch_size=2)
+    with pytest.raises(DivergenceError, match="loss or its gradient was not finite"):
+        est.fit(X[:N + 4], y[:N + 4])
+    assert np.isfinite(est.history[-1, "batches"][0]["train_loss"])  # the loss was finite
+    assert [batch["skipped"] for batch in est.history[-1, "batches"]] == [1] * 10
+    trained = est.net_.module_.layer.map.regularizer.state_dict()
+    assert_same_weights(dict(trained), before)
+    assert len(est.net_.optimizer_.state) == 0
+
+
 def test_a_run_that_keeps_diverging_stops_with_the_last_good_parameters(blurred, blur):
     X, y = blurred
     regularizer = Poisoned(from_batch=0)
     before = copy.deepcopy(regularizer.state_dict())
     threads = torch.get_num_threads()
     est = deblur(blur, regularizer=regularizer, batch_size=1, n_threads=1)
-    with pytest.raises(DivergenceError, match=r"diverged \(or the loss was not finite\) on 10 "
+    with pytest.raises(DivergenceError, match=r"diverged \(or the loss or its gradient was not "
+                                              r"finite\) on 10 "
                                               r"consecutive batches\. eta=1\.0: the linear part "
                                               r"of the map contracts for eta in \(0, [0-9.]+\)"):
         est.fit(X[:N], y[:N])
@@ -283,7 +314,9 @@ def test_save_and_load_round_trip(fitted, blurred, tmp_path):
     for name in ("eta", "max_iter", "tol", "noise_std", "max_epochs", "batch_size", "lr",
                  "random_state", "kernel_size", "precondition", "gradient", "solver"):
         assert restored[name] == params[name], name
-    assert_same_weights(weights(fitted), weights(loaded))
+    # a saved model leaves the training warm starts out (checkpoints keep them)
+    assert_same_weights(without_cache(weights(fitted)), without_cache(weights(loaded)))
+    assert not bool(loaded.net_.module_.cache.valid.any())
     for name in ("lam_", "noise_std_", "n_channels_", "image_shape_", "n_features_in_", "n_iter_"):
         assert getattr(loaded, name) == getattr(fitted, name), name
     assert_same_predictions(fitted, loaded, X[N:])
@@ -292,10 +325,13 @@ def test_save_and_load_round_trip(fitted, blurred, tmp_path):
     with pytest.raises(TypeError, match="holds a ImplicitDeblurRegressor, not a "
                                         "ImplicitSuperResolutionRegressor"):
         ImplicitSuperResolutionRegressor.load(path)
-    # loading continues training exactly where the saved model stopped
-    original = copy.deepcopy(fitted).partial_fit(X[:N], y[:N])
+    # loading continues training exactly as the saved model would without its warm starts
+    original = copy.deepcopy(fitted)
+    original.net_.module_.cache.valid.zero_()
+    original.partial_fit(X[:N], y[:N])
     loaded.partial_fit(X[:N], y[:N])
-    assert_same_weights(weights(original), weights(loaded))
+    assert_same_weights(without_cache(weights(original)), without_cache(weights(loaded)))
+    assert loaded.net_.module_.cache.matches(torch.tensor(np.array(y[:N]))[:, None])
     assert len(loaded.history) == 3
 
 

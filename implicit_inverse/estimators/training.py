@@ -373,25 +373,41 @@ class EquilibriumNet(NeuralNetRegressor):
             cache.store(index, codes, self.module_.last_solution, default_start,
                         stats.converged & ~stats.diverged)
         if skipped:
-            self.consecutive_skipped_ += 1
             fallback = self.module_.last_solution
             loss = self.get_loss(fallback, clean, X=measurement, training=False).detach()
             if not bool(torch.isfinite(loss)):
                 loss = torch.zeros((), device=self.device)
             loss = distributed.average(loss)
-            if self.consecutive_skipped_ >= self.max_skipped:
-                raise DivergenceError(
-                    f"training stopped: the fixed-point solve diverged (or the loss was not "
-                    f"finite) on {self.consecutive_skipped_} consecutive batches. "
-                    f"{self.divergence_hint} The parameters are those of the last good batch.")
+            self._count_skipped()
+            return {"loss": loss, "y_pred": prediction}
+        objective.backward()
+        loss = distributed.average_gradients(self.module_, loss)
+        backward_stats = layer.gradient.last_stats
+        if backward_stats is not None and backward_stats is not backward_stats_before:
+            record_solver_stats(self.history, backward_stats, prefix="bw")
+        if not _gradients_are_finite(self.module_):
+            # a finite loss can still backpropagate to NaN (e.g. through an iterative
+            # preconditioner): no parameter moves, the batch counts as skipped
+            self.optimizer_.zero_grad(set_to_none=True)
+            self.history.record_batch("skipped", 1)
+            self._count_skipped()
         else:
             self.consecutive_skipped_ = 0
-            objective.backward()
-            loss = distributed.average_gradients(self.module_, loss)
-            backward_stats = layer.gradient.last_stats
-            if backward_stats is not None and backward_stats is not backward_stats_before:
-                record_solver_stats(self.history, backward_stats, prefix="bw")
         return {"loss": loss, "y_pred": prediction}
+
+    def _count_skipped(self):
+        self.consecutive_skipped_ += 1
+        if self.consecutive_skipped_ >= self.max_skipped:
+            raise DivergenceError(
+                f"training stopped: the fixed-point solve diverged (or the loss or its gradient "
+                f"was not finite) on {self.consecutive_skipped_} consecutive batches. "
+                f"{self.divergence_hint} The parameters are those of the last good batch.")
+
+
+def _gradients_are_finite(module):
+    """Whether every parameter gradient of ``module`` is finite (missing gradients count)."""
+    return all(bool(torch.isfinite(p.grad).all()) for p in module.parameters()
+               if p.grad is not None)
 
 
 def _without_scheduler(entry):
