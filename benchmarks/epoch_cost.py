@@ -21,12 +21,15 @@ The floor
       backward of its squared norm to the parameters (double backpropagation), when the
       estimator's ``jacobian_penalty`` is > 0;
     - with ``--share-penalty``, the penalty reuses JFB's evaluation of the map (the change
-      proposed for ``estimators/training.py``, patched into this run): its floor is then
-      ``t_penalty`` minus one forward pass with a graph.
+      proposed for ``estimators/training.py``, patched into this run): one forward graph, whose
+      single backward carries the loss's gradient and the penalty's, so JFB's step and the
+      penalty together cost ``t_penalty``.
 
     ``floor = n_nograd * t_nograd + n_jfb * t_jfb + n_penalty * t_penalty`` (per-sample
     costs times per-sample counts; the solver's calls on shrinking active sets cost a little
-    more per sample than a full batch, which this ignores).
+    more per sample than a full batch, which this ignores). The same passes are then timed
+    through the whole map ``T`` (regularizer, data term and preconditioner FFTs, step size):
+    the difference is what the operator costs inside the forward *and* backward passes.
 
 The breakdown
     The measured epoch's wall time (skorch's ``dur``) is split with timers wrapped around the
@@ -44,11 +47,14 @@ Usage::
 
     python benchmarks/epoch_cost.py                 # 2 epochs, the second measured
     python benchmarks/epoch_cost.py --epochs 3 --repeats 30
+    python benchmarks/epoch_cost.py --share-penalty          # penalty reuses JFB's evaluation
+    python benchmarks/epoch_cost.py --param reuse_fixed_points=False   # an ablation
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import statistics
 import sys
@@ -181,36 +187,39 @@ def _median_seconds(function, repeats, clock):
     return statistics.median(times)
 
 
-def network_passes(regularizer, images, repeats, clock):
-    """Per-sample seconds of the regularizer's passes alone on ``images`` (B, C, H, W)."""
+def network_passes(function, parameters, images, repeats, clock):
+    """Per-sample seconds of passes of ``function`` (images -> images) alone on ``images``."""
     import torch
-    parameters = [p for p in regularizer.parameters() if p.requires_grad]
     batch = images.shape[0]
+
+    def zero():
+        for parameter in parameters:
+            parameter.grad = None
 
     def nograd():
         with torch.no_grad():
-            regularizer(images)
+            function(images)
 
     def grad_forward():
-        regularizer(images).sum()
+        function(images).sum()
 
     def jfb():
-        regularizer.zero_grad(set_to_none=True)
-        regularizer(images).square().sum().backward(inputs=parameters)
+        zero()
+        function(images).square().sum().backward(inputs=parameters)
 
     generator = torch.Generator().manual_seed(0)
     probe = torch.randn(images.shape, generator=generator)
 
     def penalty():
-        regularizer.zero_grad(set_to_none=True)
+        zero()
         z = images.detach().requires_grad_(True)
-        output = regularizer(z)
+        output = function(z)
         (product,) = torch.autograd.grad(output, z, probe, create_graph=True)
         product.square().sum().backward(inputs=parameters)
 
-    return {name: _median_seconds(function, repeats, clock) / batch
-            for name, function in [("nograd", nograd), ("grad_forward", grad_forward),
-                                   ("jfb", jfb), ("penalty", penalty)]}
+    return {name: _median_seconds(passes, repeats, clock) / batch
+            for name, passes in [("nograd", nograd), ("grad_forward", grad_forward),
+                                 ("jfb", jfb), ("penalty", penalty)]}
 
 
 def main(argv=None):
@@ -222,6 +231,9 @@ def main(argv=None):
                         help="timings of each isolated pass (median)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="an estimator parameter to change from its default, for an "
+                        "ablation (e.g. reuse_fixed_points=False); repeatable")
     parser.add_argument("--share-penalty", action="store_true",
                         help="measured epoch: the Jacobian penalty reuses JFB's evaluation of "
                         "the map (the proposed training.py change, patched in)")
@@ -238,8 +250,12 @@ def main(argv=None):
 
     operator, X, y, _, _ = deblur_problem(args.n_patches, seed=args.seed)
     print(machine_line(args.threads))
+    changes = {}
+    for item in args.param:
+        name, _, value = item.partition("=")
+        changes[name] = ast.literal_eval(value)
     estimator = ImplicitDeblurRegressor(operator=operator, max_epochs=args.epochs,
-                                        random_state=args.seed)
+                                        random_state=args.seed, **changes)
     timers, counts = Timers(clock), {}
     for epoch in range(args.epochs):
         if epoch == args.epochs - 1:
@@ -258,40 +274,53 @@ def main(argv=None):
           f"{epoch_seconds:.2f} s {args.clock} (all times below: {args.clock}); train_tol "
           f"{params['train_tol']}, train_max_iter {params['train_max_iter']}, gradient "
           f"{params['gradient']}, jacobian_penalty {params['jacobian_penalty']}; fp_iter "
-          f"{history['fp_iter']:.2f} (mean per batch)\n")
+          f"{history['fp_iter']:.2f} (mean per batch)"
+          + (f"; changed from the defaults: {changes}" if changes else "") + "\n")
 
-    regularizer = estimator.net_.module_.layer.map.regularizer
+    step = estimator.net_.module_.layer.map
+    regularizer = step.regularizer
     images = torch.as_tensor(y[:params["batch_size"], None])
-    passes = network_passes(regularizer, images, args.repeats, clock)
+    measured = torch.as_tensor(X[:params["batch_size"], None])
     wall = epoch_seconds
     per_sample_nograd = counts.get("nograd", 0) / n
     per_sample_grad = counts.get("grad", 0) / n
     n_penalty = 1.0 if params["jacobian_penalty"] > 0 else 0.0
-    # the penalty's own forward pass, unless it reuses JFB's (--share-penalty)
-    penalty_name = "R Jacobian penalty (fwd + VJP + double backward)"
-    if args.share_penalty:
-        passes["penalty"] -= passes["grad_forward"]
-        penalty_name = "R Jacobian penalty (VJP + double backward; JFB's forward reused)"
     n_jfb = per_sample_grad - (0.0 if args.share_penalty else n_penalty)
-    floor_parts = [
-        ("R forward, no graph (solver)", per_sample_nograd, passes["nograd"]),
-        ("R forward + backward (JFB step)", n_jfb, passes["jfb"]),
-        (penalty_name, n_penalty, passes["penalty"]),
-    ]
-    floor = sum(count * seconds * n for _, count, seconds in floor_parts)
-    rows = [[name, f"{count:.2f}", f"{1e3 * seconds:.3f}", f"{count * seconds * n:.2f}"]
-            for name, count, seconds in floor_parts]
-    rows.append(["**floor**", "", "", f"**{floor:.2f}**"])
-    print(markdown_table(["regularizer pass", "per sample", "ms per sample (alone)",
-                          "floor s/epoch"], rows))
+    floors = {}
+    for label, function, owner in [("R", regularizer, regularizer),
+                                   ("T", lambda z: step(z, measured), step)]:
+        parameters = [p for p in owner.parameters() if p.requires_grad]
+        passes = network_passes(function, parameters, images, args.repeats, clock)
+        parts = [(f"{label}: forward, no graph (solver)", per_sample_nograd, passes["nograd"])]
+        if args.share_penalty and n_penalty:
+            # one graph: the loss's gradient joins the penalty's in its single backward
+            parts.append((f"{label}: JFB step + penalty on one graph (fwd + VJP + double "
+                          "backward)", n_penalty, passes["penalty"]))
+        else:
+            parts += [(f"{label}: forward + backward (JFB step)", n_jfb, passes["jfb"]),
+                      (f"{label}: Jacobian penalty (fwd + VJP + double backward)", n_penalty,
+                       passes["penalty"])]
+        floors[label] = sum(count * seconds * n for _, count, seconds in parts)
+        rows = [[name, f"{count:.2f}", f"{1e3 * seconds:.3f}", f"{count * seconds * n:.2f}"]
+                for name, count, seconds in parts]
+        rows.append([f"**{label} total**", "", "", f"**{floors[label]:.2f}**"])
+        print(markdown_table(["pass (alone, batch of " f"{params['batch_size']})", "per sample",
+                              "ms per sample", "s/epoch"], rows) + "\n")
+        if label == "R":
+            grad_forward = passes["grad_forward"]
+    floor = floors["R"]
     batches = history["batches"]
     solver_evaluations = sum(b["fp_iter"] * b["train_batch_size"] for b in batches) / n
     print(f"\nsolver iterations per sample {solver_evaluations:.2f} (SolverStats) vs "
           f"regularizer calls without a graph per sample {per_sample_nograd:.2f} (forward "
           "hook): converged samples are not evaluated")
-    print(f"\nepoch / floor: {wall / floor:.2f} (target <= 1.15)")
+    print(f"\nfloor (the regularizer's passes alone) {floor:.2f} s; the same passes through "
+          f"the whole map T (R + data term + preconditioner FFTs) {floors['T']:.2f} s; epoch "
+          f"{wall:.2f} s")
+    print(f"epoch / floor: {wall / floor:.2f} (target <= 1.15); map passes / floor: "
+          f"{floors['T'] / floor:.2f}; epoch / map passes: {wall / floors['T']:.2f}")
     if n_penalty and not args.share_penalty:
-        saving = passes["grad_forward"] * n
+        saving = grad_forward * n
         print(f"the penalty's second evaluation of the map costs about {saving:.2f} s of "
               f"regularizer forward ({100 * saving / wall:.1f}% of the epoch): "
               "--share-penalty measures the epoch without it")
