@@ -21,7 +21,9 @@ Allocator variants (``--variants``):
   is freed, and every later block under it comes from the heap, whose free space is kept);
 - ``trim``: glibc's ``malloc_trim(0)`` called after every fixed-point solve (patched into
   ``FixedPointSolver.solve``): the free pages the solve's temporaries left in the heap are
-  given back before the training step builds its graph.
+  given back before the training step builds its graph;
+- ``mmap+share``: ``mmap`` with the Jacobian penalty reusing JFB's evaluation of the map
+  (``epoch_cost.share_penalty_evaluation``, the change proposed for ``estimators/training.py``).
 
 Usage::
 
@@ -47,6 +49,7 @@ VARIANTS = {
     "arena1": {"MALLOC_ARENA_MAX": "1"},
     "mmap": {"MALLOC_MMAP_THRESHOLD_": "131072"},
     "trim": {},
+    "mmap+share": {"MALLOC_MMAP_THRESHOLD_": "131072"},
 }
 
 HEADERS = ["allocator", "max_iter", "RSS before fit MB", "peak rise MB (each run)",
@@ -80,9 +83,19 @@ def worker(config):
         np.zeros((4, 2), np.float32), np.zeros((4, 1), np.float32))
 
     max_iter = config["max_iter"]
+    callbacks = None
+    if config["variant"] == "mmap+share":
+        from skorch.callbacks import Callback
+
+        from epoch_cost import share_penalty_evaluation
+
+        class Share(Callback):
+            def on_train_begin(self, net, **kwargs):
+                share_penalty_evaluation(net)
+        callbacks = [Share()]
     estimator = ImplicitDeblurRegressor(
         operator=operator, batch_size=16, max_epochs=1, tol=0.0, train_tol=0.0,
-        max_iter=max_iter, train_max_iter=max_iter, random_state=0)
+        max_iter=max_iter, train_max_iter=max_iter, random_state=0, callbacks=callbacks)
     if config["variant"] == "trim":
         libc = ctypes.CDLL("libc.so.6")
         original = solvers.FixedPointSolver.solve
@@ -117,7 +130,7 @@ def _run(config):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-iters", default="10,60")
-    parser.add_argument("--variants", default="default,arena1,mmap,trim")
+    parser.add_argument("--variants", default="default,mmap,trim,mmap+share")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
