@@ -15,7 +15,7 @@ from skorch import NeuralNetRegressor
 from skorch.callbacks import Callback, LRScheduler
 from torch import nn
 
-from ..equilibrium import ConvergenceWarning, jacobian_penalty
+from ..equilibrium import JFB, ConvergenceWarning, jacobian_penalty
 from . import distributed
 
 
@@ -347,6 +347,10 @@ class EquilibriumNet(NeuralNetRegressor):
         if self.training_measurements is not None:
             measurement, clean, codes = self.training_measurements(measurement, clean)
         layer = self.module_.layer
+        # JFB's differentiable step also serves the Jacobian penalty: one evaluation, one graph
+        share = self.jacobian_penalty > 0 and isinstance(layer.gradient, JFB)
+        if isinstance(layer.gradient, JFB):
+            layer.gradient.track_input = share
         x0 = None
         cache = getattr(self.module_, "cache", None)
         if cache is not None:
@@ -361,8 +365,12 @@ class EquilibriumNet(NeuralNetRegressor):
         diverged = bool(stats.diverged.any())
         objective = loss
         if self.jacobian_penalty > 0 and not diverged:
-            penalty = jacobian_penalty(layer.map, self.module_.last_solution, measurement,
-                                       generator=self._probe_generator())
+            if share and prediction.requires_grad:
+                penalty = jacobian_penalty(layer.map, layer.gradient.last_input, measurement,
+                                           generator=self._probe_generator(), output=prediction)
+            else:
+                penalty = jacobian_penalty(layer.map, self.module_.last_solution, measurement,
+                                           generator=self._probe_generator())
             self.history.record_batch("jac", float(penalty.detach()))
             objective = loss + self.jacobian_penalty * penalty
         skipped = diverged or not bool(torch.isfinite(objective))
@@ -381,6 +389,8 @@ class EquilibriumNet(NeuralNetRegressor):
             self._count_skipped()
             return {"loss": loss, "y_pred": prediction}
         objective.backward()
+        if share:
+            layer.gradient.last_input = None  # its graph and gradient are not needed any more
         loss = distributed.average_gradients(self.module_, loss)
         backward_stats = layer.gradient.last_stats
         if backward_stats is not None and backward_stats is not backward_stats_before:
