@@ -25,7 +25,7 @@ from ..networks.precision import PRECISIONS, with_precision
 from .._torch_state import float32_default, torch_threads
 from .._validation import warn_if_out_of_range
 from ..operators import LinearOperator
-from . import distributed, persistence
+from . import distributed, persistence, streaming
 from .classical import tune_lam
 from .losses import CRITERIA
 from .pretraining import pretrain
@@ -269,15 +269,26 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
 
     # -- fit ----------------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Train the implicit model on measurements ``X`` and clean images ``y``.
 
         Parameters
         ----------
-        X : array-like of shape (n, H', W'), (n, C, H', W') or (n, F)
-            Measurements, real floating values.
-        y : array-like of shape (n, H, W), (n, C, H, W) or (n, F')
-            Clean images, ``A`` maps them to the shape of ``X``.
+        X : array-like of shape (n, H', W'), (n, C, H', W') or (n, F), or torch.utils.data.Dataset
+            Measurements, real floating values. Or a map-style ``Dataset`` of clean images
+            (items: tensors or arrays (C, H, W) or (H, W), or tuples whose first element is
+            one, as torchvision's ``(image, label)``), streamed batch by batch and never held in
+            memory whole, such as :class:`~implicit_inverse.datasets.PatchDataset`. Each batch
+            is measured through the operator with fresh noise of std ``noise_std``, which must
+            then be a float; ``lam="auto"`` is tuned on the first 256 items measured with
+            seeded noise of that std; ``reuse_fixed_points`` is ignored (no warm starts: the
+            items of a streamed dataset may change between epochs, and a model trained on
+            arrays that continues on a Dataset drops its warm starts); ``set_epoch(epoch)`` of
+            the dataset, if it has one, is called at each epoch start (0-based, counted over
+            ``partial_fit`` calls too). Not supported under ``torch.distributed``.
+        y : array-like of shape (n, H, W), (n, C, H, W) or (n, F'), or None
+            Clean images, ``A`` maps them to the shape of ``X``. Required for arrays; must be
+            None when ``X`` is a Dataset.
 
         Returns
         -------
@@ -285,12 +296,12 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         """
         return self._fit(X, y, epochs=None)
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y=None):
         """Train for one more epoch (the first call initialises the model as ``fit`` does).
 
         Parameters
         ----------
-        X, y : as in :meth:`fit`
+        X, y : as in :meth:`fit` (arrays, or a Dataset with ``y=None``)
 
         Returns
         -------
@@ -302,6 +313,8 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
 
     def _fit(self, X, y, epochs):
         self._check_scalar_params()
+        if streaming.is_dataset(X):
+            return self._fit_dataset(X, y, epochs)
         device = distributed.setup(_resolve_device(self.device))
         continuing = hasattr(self, "net_") and (self.warm_start or epochs is not None)
         image_shape = self.image_shape_ if continuing else self.image_shape
@@ -320,6 +333,48 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
             inputs = {"measurement": measurements, "index": torch.arange(len(measurements))}
             self.net_.partial_fit(inputs, clean, epochs=self.max_epochs if epochs is None
                                   else epochs)
+        self.n_iter_ = len(self.net_.history)
+        return self
+
+    def _fit_dataset(self, dataset, y, epochs):
+        """``_fit`` for a torch Dataset of clean images (see :meth:`fit` and ``streaming``)."""
+        if y is not None:
+            raise ValueError("y must be None when X is a torch Dataset: its items are the clean "
+                             "images, measured through the operator during training")
+        device = distributed.setup(_resolve_device(self.device))
+        if distributed.world()[1] > 1:
+            raise ValueError("fit on a torch Dataset is not supported under torch.distributed; "
+                             "pass arrays X, y (each process trains on its shard)")
+        continuing = hasattr(self, "net_") and (self.warm_start or epochs is not None)
+        if not continuing and isinstance(self.noise_std, str):
+            raise ValueError("noise_std must be a float when X is a torch Dataset, got "
+                             f"{self.noise_std!r}: there are no measurements to estimate the "
+                             "noise from")
+        operator = self.operator_ if continuing else copy.deepcopy(self._make_operator())
+        needs_sample = not continuing and (self.lam == "auto" or self.pretrain_epochs)
+        clean = streaming.first_items(dataset, streaming.LAM_SAMPLES if needs_sample else 2)
+        try:
+            operator.output_shape(tuple(clean.shape))
+        except ValueError as error:
+            raise ValueError(f"dataset images of shape {tuple(clean.shape[1:])} cannot be "
+                             f"measured by the operator: {error}") from None
+        warn_if_out_of_range(clean, "X")
+        with float32_default(), torch_threads(self.n_threads):
+            with torch.no_grad():
+                measurements = operator(clean)
+            if continuing:
+                check_channels(measurements, self.n_channels_)
+                # warm starts are indexed by sample: a streamed dataset has none to match
+                self.net_.module_.cache = None
+            else:
+                seed = self.random_state if isinstance(self.random_state, Integral) else 0
+                generator = torch.Generator().manual_seed(int(seed))
+                noisy = measurements + float(self.noise_std) * torch.randn(
+                    measurements.shape, generator=generator, dtype=measurements.dtype)
+                self._initialise(measurements, clean, operator, device, lam_measurements=noisy,
+                                 reuse_fixed_points=False)
+            self.net_.partial_fit(streaming.MeasuredDataset(dataset, operator), None,
+                                  epochs=self.max_epochs if epochs is None else epochs)
         self.n_iter_ = len(self.net_.history)
         return self
 
@@ -343,7 +398,8 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
             raise ValueError("image_shape must be a tuple of 3 positive ints (C, H, W), got "
                              f"{self.image_shape!r}")
 
-    def _initialise(self, measurements, clean, operator, device):
+    def _initialise(self, measurements, clean, operator, device, lam_measurements=None,
+                    reuse_fixed_points=True):
         # a refit that fails below must not leave the previous net_ beside the new attributes
         self.__dict__.pop("net_", None)
         self.operator_ = operator
@@ -351,7 +407,8 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         self.n_channels_ = measurements.shape[1]
         self.n_features_in_ = int(np.prod(self.image_shape_))
         seed = int(check_random_state(self.random_state).randint(2 ** 31 - 1))
-        self.lam_ = tune_lam(operator, measurements, clean) if self.lam == "auto" \
+        self.lam_ = tune_lam(operator, measurements if lam_measurements is None
+                             else lam_measurements, clean) if self.lam == "auto" \
             else float(self.lam)
         residual = measurements - operator(clean)
         self.noise_std_ = float(residual.pow(2).mean().sqrt()) if self.noise_std == "auto" \
@@ -370,7 +427,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
                               gradient=copy.deepcopy(self.gradient), max_iter=self.max_iter,
                               tol=self.tol, warn=False, train_max_iter=self.train_max_iter,
                               train_tol=self.train_tol)
-        callbacks = [("solver_stats", SolverStatsLog())]
+        callbacks = [("solver_stats", SolverStatsLog()), ("set_epoch", streaming.SetEpoch())]
         if self.lr_schedule == "cosine":
             callbacks.append(("lr_schedule", LRScheduler(CosineAnnealingLR,
                                                          T_max=self.max_epochs)))
@@ -383,7 +440,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
             estimated_std=self.noise_std_, augment=self.augment, seed=distributed.rank_seed(seed))
         self.net_ = EquilibriumNet(
             ReconstructionModule(layer, cache=FixedPointCache.for_data(distributed.own(clean))
-                                 if self.reuse_fixed_points else None),
+                                 if self.reuse_fixed_points and reuse_fixed_points else None),
             criterion=CRITERIA[self.loss], optimizer=self.optimizer,
             lr=self.lr, max_epochs=self.max_epochs,
             batch_size=distributed.local_batch_size(self.batch_size),
