@@ -26,34 +26,24 @@ class Parser(argparse.ArgumentParser):
 
 
 # -- argument types ------------------------------------------------------------------------------
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _bounded(convert, low, expected):
+    """An argparse type: ``convert(text)``, finite and at least ``low``, else ``expected``."""
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < low:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def nonnegative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def nonnegative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
+positive_int = _bounded(int, 1, "a positive integer")
+nonnegative_int = _bounded(int, 0, "an integer >= 0")
+nonnegative_float = _bounded(float, 0.0, "a finite number >= 0")
 
 
 def image_size(text):
@@ -276,20 +266,23 @@ def plan_outputs(inputs, out, force):
     return targets
 
 
-def check_photos(paths, max_pixels, check=None):
+def check_photos(paths, max_pixels, operator=None):
     """List the photos of ``paths`` and decode each once (nothing is kept in memory).
 
-    ``check(path, pixels, info)`` may raise ``CommandError`` for a photo the command cannot
-    handle. Returns the list of files.
+    With ``operator``, a photo whose size the operator cannot take (a kernel larger than the
+    photo, a size the downsampling factor does not divide) is a ``CommandError`` naming the
+    file. Returns the list of files.
     """
     from ..image_files import list_images, read_image
 
     files = list_images(paths)
     for path in files:
-        pixels, info = read_image(path, max_pixels=max_pixels)
-        if check is not None:
-            check(path, pixels, info)
-        del pixels
+        _, info = read_image(path, max_pixels=max_pixels)
+        if operator is not None:
+            try:
+                operator.output_shape((1, info.colour_channels, info.height, info.width))
+            except ValueError as error:
+                raise CommandError(f"{str(path)!r}: {' '.join(str(error).split())}") from None
     return files
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import (KERNEL_HELP, CommandError, add_max_pixels_option, add_threads_option,
+from ._common import (KERNEL_HELP, add_max_pixels_option, add_threads_option,
                       blur_operator, check_photos, nonnegative_float, nonnegative_int,
                       plan_outputs, progress, say)
 
@@ -47,14 +47,7 @@ def run(args):
     from ..operators import make_measurements
 
     operator = blur_operator(args.kernel, args.boundary)
-
-    def check(path, pixels, info):
-        try:
-            operator.output_shape((1, info.colour_channels, info.height, info.width))
-        except ValueError as error:
-            raise CommandError(f"{str(path)!r}: {error}") from None
-
-    files = check_photos(args.photos, args.max_pixels, check)
+    files = check_photos(args.photos, args.max_pixels, operator)
     targets = plan_outputs(files, args.out, args.force)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     kernel = operator.kernel.shape

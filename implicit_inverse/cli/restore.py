@@ -95,15 +95,7 @@ def run(args):
     model = load_model(args.model)
     estimator = model.estimator
     use_device(estimator, check_device(args.device))
-    operator = estimator.operator_
-
-    def check(path, pixels, info):
-        try:
-            operator.output_shape((1, estimator.n_channels_, info.height, info.width))
-        except ValueError as error:
-            raise CommandError(f"{str(path)!r}: {' '.join(str(error).split())}") from None
-
-    files = check_photos(args.photos, args.max_pixels, check)
+    files = check_photos(args.photos, args.max_pixels, estimator.operator_)
     targets = plan_outputs(files, args.out, args.force)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     kind = "grayscale" if estimator.n_channels_ == 1 else "RGB"

@@ -368,6 +368,7 @@ class EquilibriumNet(NeuralNetRegressor):
             if share and prediction.requires_grad:
                 penalty = jacobian_penalty(layer.map, layer.gradient.last_input, measurement,
                                            generator=self._probe_generator(), output=prediction)
+                layer.gradient.last_input = None  # the graph lives on in the penalty
             else:
                 penalty = jacobian_penalty(layer.map, self.module_.last_solution, measurement,
                                            generator=self._probe_generator())
@@ -389,8 +390,6 @@ class EquilibriumNet(NeuralNetRegressor):
             self._count_skipped()
             return {"loss": loss, "y_pred": prediction}
         objective.backward()
-        if share:
-            layer.gradient.last_input = None  # its graph and gradient are not needed any more
         loss = distributed.average_gradients(self.module_, loss)
         backward_stats = layer.gradient.last_stats
         if backward_stats is not None and backward_stats is not backward_stats_before:
@@ -415,9 +414,11 @@ class EquilibriumNet(NeuralNetRegressor):
 
 
 def _gradients_are_finite(module):
-    """Whether every parameter gradient of ``module`` is finite (missing gradients count)."""
-    return all(bool(torch.isfinite(p.grad).all()) for p in module.parameters()
-               if p.grad is not None)
+    """Whether every parameter gradient of ``module`` is finite (missing gradients count).
+
+    One device synchronisation, whatever the number of parameters."""
+    flags = [torch.isfinite(p.grad).all() for p in module.parameters() if p.grad is not None]
+    return not flags or bool(torch.stack(flags).all())
 
 
 def _without_scheduler(entry):
