@@ -20,10 +20,11 @@ The floor
       that requires grad, one vector-Jacobian product with ``create_graph=True`` and the
       backward of its squared norm to the parameters (double backpropagation), when the
       estimator's ``jacobian_penalty`` is > 0;
-    - with ``--share-penalty``, the penalty reuses JFB's evaluation of the map (the change
-      proposed for ``estimators/training.py``, patched into this run): one forward graph, whose
-      single backward carries the loss's gradient and the penalty's, so JFB's step and the
-      penalty together cost ``t_penalty``.
+    - with the JFB gradient the penalty reuses JFB's evaluation of the map (as
+      ``estimators/training.py`` does): one forward graph, whose single backward carries the
+      loss's gradient and the penalty's, so JFB's step and the penalty together cost
+      ``t_penalty``; ``--separate-penalty`` measures an epoch whose penalty evaluates the map
+      again (the earlier design), for comparison.
 
     ``floor = n_nograd * t_nograd + n_jfb * t_jfb + n_penalty * t_penalty`` (per-sample
     costs times per-sample counts; the solver's calls on shrinking active sets cost a little
@@ -47,7 +48,8 @@ Usage::
 
     python benchmarks/epoch_cost.py                 # 2 epochs, the second measured
     python benchmarks/epoch_cost.py --epochs 3 --repeats 30
-    python benchmarks/epoch_cost.py --share-penalty          # penalty reuses JFB's evaluation
+    python benchmarks/epoch_cost.py --separate-penalty       # penalty evaluates the map again
+    python benchmarks/epoch_cost.py --unfused                # A, A^T, P as three FFT pairs
     python benchmarks/epoch_cost.py --param reuse_fixed_points=False   # an ablation
 """
 
@@ -100,28 +102,16 @@ class Timers:
         return original
 
 
-def share_penalty_evaluation(net):
-    """Make the Jacobian penalty reuse JFB's evaluation of the map (the change proposed for
-    ``estimators/training.py``), by patching this estimator's objects only."""
-    from implicit_inverse.equilibrium.gradients import JFB
+def separate_penalty_evaluation(net):
+    """Make the Jacobian penalty evaluate the map again at the fixed point (the design before
+    it reused JFB's evaluation), by patching this estimator's objects only."""
     from implicit_inverse.estimators import training
 
     module = net.module_
-    layer = module.layer
-    if not isinstance(layer.gradient, JFB):
-        raise ValueError("--share-penalty needs the JFB gradient")
-    layer.gradient.track_input = True
-    original_forward, original_penalty = module.forward, training.jacobian_penalty
-    last = {}
+    original = training.jacobian_penalty
 
-    def forward(*args, **kwargs):
-        last["output"] = original_forward(*args, **kwargs)
-        return last["output"]
-
-    def penalty(fixed_point_map, x, d, generator=None):
-        return original_penalty(fixed_point_map, layer.gradient.last_input, d,
-                                generator=generator, output=last["output"])
-    module.forward = forward
+    def penalty(fixed_point_map, x, d, generator=None, output=None):
+        return original(fixed_point_map, module.last_solution, d, generator=generator)
     training.jacobian_penalty = penalty
 
 
@@ -146,6 +136,7 @@ def _instrument(net, timers, counts):
     regularizer.register_forward_hook(count)
     for attribute in ("_forward", "_adjoint", "_solve_normal"):
         timers.wrap(step.operator, attribute, "FFTs: A, A^T, preconditioner")
+    timers.wrap(step, "_fourier_direction", "FFTs: A, A^T, preconditioner")
     timers.wrap(step, "forward", "map arithmetic (step size, sums)")
     timers.wrap(step, "initial_point", "starting point + warm-start cache")
     if module.cache is not None:
@@ -234,9 +225,12 @@ def main(argv=None):
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="an estimator parameter to change from its default, for an "
                         "ablation (e.g. reuse_fixed_points=False); repeatable")
-    parser.add_argument("--share-penalty", action="store_true",
-                        help="measured epoch: the Jacobian penalty reuses JFB's evaluation of "
-                        "the map (the proposed training.py change, patched in)")
+    parser.add_argument("--separate-penalty", action="store_true",
+                        help="measured epoch: the Jacobian penalty evaluates the map again "
+                        "instead of reusing JFB's evaluation (the earlier design, patched in)")
+    parser.add_argument("--unfused", action="store_true",
+                        help="the map applies A, A^T and the preconditioner one by one (three "
+                        "FFT pairs) instead of on one spectrum (the fused path for circular blur)")
     parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
                         help="CPU seconds (default: with one thread they measure the work and "
                         "move little when other processes share the cores) or wall seconds")
@@ -256,11 +250,13 @@ def main(argv=None):
         changes[name] = ast.literal_eval(value)
     estimator = ImplicitDeblurRegressor(operator=operator, max_epochs=args.epochs,
                                         random_state=args.seed, **changes)
+    if args.unfused:
+        operator.fourier_multiplier = lambda *args, **kwargs: None
     timers, counts = Timers(clock), {}
     for epoch in range(args.epochs):
         if epoch == args.epochs - 1:
-            if args.share_penalty:
-                share_penalty_evaluation(estimator.net_)
+            if args.separate_penalty:
+                separate_penalty_evaluation(estimator.net_)
             _instrument(estimator.net_, timers, counts)
             timers.active = True
         estimator.partial_fit(X, y)
@@ -277,7 +273,8 @@ def main(argv=None):
           f"{history['fp_iter']:.2f} (mean per batch)"
           + (f"; changed from the defaults: {changes}" if changes else "") + "\n")
 
-    step = estimator.net_.module_.layer.map
+    step_layer = estimator.net_.module_.layer
+    step = step_layer.map
     regularizer = step.regularizer
     images = torch.as_tensor(y[:params["batch_size"], None])
     measured = torch.as_tensor(X[:params["batch_size"], None])
@@ -285,14 +282,16 @@ def main(argv=None):
     per_sample_nograd = counts.get("nograd", 0) / n
     per_sample_grad = counts.get("grad", 0) / n
     n_penalty = 1.0 if params["jacobian_penalty"] > 0 else 0.0
-    n_jfb = per_sample_grad - (0.0 if args.share_penalty else n_penalty)
+    from implicit_inverse.equilibrium.gradients import JFB
+    shared = bool(n_penalty) and isinstance(step_layer.gradient, JFB) and not args.separate_penalty
+    n_jfb = per_sample_grad - (0.0 if shared else n_penalty)
     floors = {}
     for label, function, owner in [("R", regularizer, regularizer),
                                    ("T", lambda z: step(z, measured), step)]:
         parameters = [p for p in owner.parameters() if p.requires_grad]
         passes = network_passes(function, parameters, images, args.repeats, clock)
         parts = [(f"{label}: forward, no graph (solver)", per_sample_nograd, passes["nograd"])]
-        if args.share_penalty and n_penalty:
+        if shared:
             # one graph: the loss's gradient joins the penalty's in its single backward
             parts.append((f"{label}: JFB step + penalty on one graph (fwd + VJP + double "
                           "backward)", n_penalty, passes["penalty"]))
@@ -319,11 +318,10 @@ def main(argv=None):
           f"{wall:.2f} s")
     print(f"epoch / floor: {wall / floor:.2f} (target <= 1.15); map passes / floor: "
           f"{floors['T'] / floor:.2f}; epoch / map passes: {wall / floors['T']:.2f}")
-    if n_penalty and not args.share_penalty:
+    if n_penalty and not shared:
         saving = grad_forward * n
         print(f"the penalty's second evaluation of the map costs about {saving:.2f} s of "
-              f"regularizer forward ({100 * saving / wall:.1f}% of the epoch): "
-              "--share-penalty measures the epoch without it")
+              f"regularizer forward ({100 * saving / wall:.1f}% of the epoch)")
     print()
     rows = []
     order = sorted(timers.exclusive.items(), key=lambda item: -item[1])

@@ -214,6 +214,39 @@ def test_gradient_step_formula_in_float64():
     assert isinstance(fixed_point_map, FixedPointMap)
 
 
+class _UnfusedBlur(Blur):
+    """The same blur without a Fourier multiplier: the map applies A, A^T and P one by one."""
+
+    def fourier_multiplier(self, shape, dtype=torch.float32, device="cpu"):
+        return None
+
+
+@pytest.mark.parametrize("precondition", [False, True])
+def test_fused_fourier_step_equals_the_operator_by_operator_step(precondition):
+    kernel = torch.rand(7, 4, dtype=DTYPE, generator=torch.Generator().manual_seed(3))
+    weights = torch.rand(3, 3, dtype=DTYPE, generator=torch.Generator().manual_seed(2))
+    regularizer = TanhConv(weights, 0.5)
+    maps = [GradientStep(blur, regularizer, eta=0.7, precondition=precondition, lam=0.05,
+                         learn_step=True) for blur in (Blur(kernel), _UnfusedBlur(kernel))]
+    assert maps[0].operator.fourier_multiplier((2, 1, 12, 10), DTYPE) is not None
+    generator = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 1, 12, 10, dtype=DTYPE, generator=generator, requires_grad=True)
+    d = torch.randn(2, 1, 12, 10, dtype=DTYPE, generator=generator)
+    probe = torch.randn(2, 1, 12, 10, dtype=DTYPE, generator=generator)
+    fused, separate = (m(x, d) for m in maps)
+    torch.testing.assert_close(fused, separate, rtol=1e-12, atol=1e-12)
+    gradients = [torch.autograd.grad(output, [x, m.step_logit, *regularizer.parameters()],
+                                     probe) for output, m in zip((fused, separate), maps)]
+    torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-12, atol=1e-12)
+
+
+def test_fused_fourier_step_rejects_a_mismatched_measurement():
+    fixed_point_map = GradientStep(Blur(gaussian_kernel(3, 1.0)), Scaled(0.1))
+    assert Blur(gaussian_kernel(3, 1.0), boundary="zero").fourier_multiplier(SHAPE) is None
+    with pytest.raises(ValueError, match="d must have the image's shape"):
+        fixed_point_map(torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 9))
+
+
 def test_learned_step_starts_at_eta_and_stays_in_range():
     fixed_point_map = GradientStep(Identity(), Scaled(0.1), eta=0.7, learn_step=True)
     assert fixed_point_map.step_logit.requires_grad

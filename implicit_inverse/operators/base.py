@@ -68,6 +68,25 @@ class LinearOperator(abc.ABC):
     def _check_input_shape(self, shape):
         """Raise ``ValueError`` if this operator cannot take images of ``shape``."""
 
+    def fourier_multiplier(self, shape, dtype=torch.float32, device="cpu"):
+        """``A``'s multiplier on the image's real FFT grid, or ``None``.
+
+        Operators that are diagonal in the Fourier basis of the image itself (``A x =
+        irfft2(K * rfft2(x))``: circular blur) return ``K``, letting maps fuse their FFTs; all
+        others return ``None`` (the default).
+
+        Parameters
+        ----------
+        shape : tuple (N, C, H, W)
+            The image shape.
+        dtype, device : of the images.
+
+        Returns
+        -------
+        torch.Tensor of shape (H, W // 2 + 1), complex, or None
+        """
+        return None
+
     # -- public application -----------------------------------------------------------------
     def forward(self, x):
         """Apply the operator: ``A x``.

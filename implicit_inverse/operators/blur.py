@@ -230,6 +230,14 @@ class Blur(LinearOperator):
                                                           device=device)
         return self._cache[key]
 
+    def fourier_multiplier(self, shape, dtype=torch.float32, device="cpu"):
+        """The transfer function for circular blur of images shaped ``shape``; ``None`` for the
+        zero boundary (padded grid) and for half-precision dtypes (FFTs need float32/64)."""
+        if self.boundary != "circular" or dtype not in (torch.float32, torch.float64):
+            return None
+        self._check_input_shape(tuple(shape))
+        return self.transfer_function(shape[-2], shape[-1], dtype, device)
+
     def _filter(self, x, conjugate):
         height, width = x.shape[-2:]
         transfer = self.transfer_function(height, width, x.dtype, x.device)
