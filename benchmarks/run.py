@@ -8,9 +8,12 @@ Usage::
     python benchmarks/run.py gradients --quick --threads 2
 
 Names: gradients, solvers, peer, scaling, parallel (this folder's ``<name>.py``, ``peer`` is
-``peer_deepinv.py``, each called through its ``main(argv)``), and blur, layer, quality (the
-benchmarks ``blur_fft_vs_conv.py``, ``implicit_layer.py`` and ``quality.py``, run as
-subprocesses with arguments that match ``--quick``). ``all`` runs every one in that order.
+``peer_deepinv.py``, each called through its ``main(argv)``), and blur, layer, quality,
+time_to_quality, epoch_cost, predict_speed, jfb_memory, mixed_precision, folder_memory,
+photo_workflow (``blur`` is ``blur_fft_vs_conv.py``, ``layer`` ``implicit_layer.py``, the
+others their own file; run as subprocesses with arguments that match ``--quick``; a script that
+writes files gets ``--out``, ``--work`` and ``--figure`` in a fresh temporary folder). ``all`` runs every one in
+that order.
 
 This module also holds the few helpers the benchmarks share (problem data, markdown tables, peak
 memory in a fresh subprocess), so that each benchmark file stays runnable on its own::
@@ -45,8 +48,21 @@ EXTERNAL = {
     "layer": ("implicit_layer.py", ["--batch", "2", "--size", "16", "--max-iters", "3,10",
                                     "--solve-cap", "100"], []),
     "quality": ("quality.py", ["--settings", "a", "--budget", "20", "--gradients", "jfb"], []),
+    "time_to_quality": ("time_to_quality.py", ["--budgets", "5", "--methods",
+                                               "jfb,feedforward,classical",
+                                               "--classical-samples", "32"], []),
+    "epoch_cost": ("epoch_cost.py", ["--epochs", "1", "--n-patches", "40", "--repeats", "2"], []),
+    "predict_speed": ("predict_speed.py", ["--epochs", "1", "--n-patches", "40", "--n32", "16",
+                                           "--n256", "1", "--repeats", "1"], []),
+    "jfb_memory": ("jfb_memory.py", ["--max-iters", "2,4", "--variants", "default",
+                                     "--repeats", "1"], []),
+    "mixed_precision": ("mixed_precision.py", ["--epochs", "1", "--patches", "20"], []),
+    "folder_memory": ("folder_memory.py", ["--counts", "4", "8", "--size", "64"], []),
+    "photo_workflow": ("photo_workflow.py", ["--epochs", "1", "--patches-per-image", "1"], []),
 }
-ORDER = ["gradients", "solvers", "peer", "scaling", "parallel", "blur", "layer", "quality"]
+ORDER = ["gradients", "solvers", "peer", "scaling", "parallel", "blur", "layer", "quality",
+         "time_to_quality", "epoch_cost", "predict_speed", "jfb_memory", "mixed_precision",
+         "folder_memory", "photo_workflow"]
 
 
 # -- shared helpers ---------------------------------------------------------------------------
@@ -179,8 +195,12 @@ def run_external(name, quick, threads):
     arguments = list(quick_args if quick else full_args)
     if _accepts(path, "--threads"):
         arguments += ["--threads", str(threads)]
-    if name == "quality":
-        arguments += ["--out", tempfile.mkdtemp(prefix="quality_")]
+    folder = None
+    for flag in ("--out", "--work", "--figure"):  # written to a fresh folder, never over files
+        if _accepts(path, flag):                   # a user (or the docs) keep
+            folder = folder or tempfile.mkdtemp(prefix=f"{name}_")
+            target = os.path.join(folder, "figure.png" if flag == "--figure" else flag[2:])
+            arguments += [flag, target]
     print(f"$ python benchmarks/{script} {' '.join(arguments)}", flush=True)
     return subprocess.run([sys.executable, path, *arguments], env=_child_env()).returncode
 
