@@ -12,8 +12,8 @@ Names: gradients, solvers, peer, scaling, parallel (this folder's ``<name>.py``,
 time_to_quality, epoch_cost, predict_speed, jfb_memory, mixed_precision, folder_memory,
 photo_workflow (``blur`` is ``blur_fft_vs_conv.py``, ``layer`` ``implicit_layer.py``, the
 others their own file; run as subprocesses with arguments that match ``--quick``; a script that
-writes files gets ``--out``, ``--work`` and ``--figure`` in a fresh temporary folder). ``all`` runs every one in
-that order.
+writes files gets ``--out``, ``--work`` and ``--figure`` in a fresh temporary folder). ``all``
+runs every one in that order.
 
 This module also holds the few helpers the benchmarks share (problem data, markdown tables, peak
 memory in a fresh subprocess), so that each benchmark file stays runnable on its own::
