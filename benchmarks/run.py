@@ -51,7 +51,7 @@ EXTERNAL = {
     "time_to_quality": ("time_to_quality.py", ["--budgets", "5", "--methods",
                                                "jfb,feedforward,classical",
                                                "--classical-samples", "32"], []),
-    "epoch_cost": ("epoch_cost.py", ["--epochs", "1", "--n-patches", "40", "--repeats", "2"], []),
+    "epoch_cost": ("epoch_cost.py", ["--epochs", "2", "--n-patches", "40", "--repeats", "2"], []),
     "predict_speed": ("predict_speed.py", ["--epochs", "1", "--n-patches", "40", "--n32", "16",
                                            "--n256", "1", "--repeats", "1"], []),
     "jfb_memory": ("jfb_memory.py", ["--max-iters", "2,4", "--variants", "default",
