@@ -5,8 +5,9 @@ Setting (a) of ``quality.py``: ``train_test_faces(size=32, n_test=20, n_patches=
 ``ImplicitDeblurRegressor`` (only ``operator`` given, plus ``max_epochs`` so that the cosine
 schedule spans the run and ``random_state``). ``--epochs`` epochs are trained (default 4);
 all but the first are measured (so that the ``lam="auto"`` search, the first shuffle and empty
-warm starts are not part of them) and the fastest is broken down: other processes on the cores
-only ever add time, so the best of several is the closest to the cost.
+warm starts are not part of them), each followed at once by the timing of its floor: this
+machine's speed drifts by 20% and more within minutes, so a ratio is only meaningful between
+timings made together. The epoch with the median ratio is broken down.
 
 The floor
     Every call of the regularizer ``R`` during the measured epoch is counted by a forward
@@ -47,7 +48,7 @@ The breakdown
 
 Usage::
 
-    python benchmarks/epoch_cost.py                 # 4 epochs, the fastest of the last 3
+    python benchmarks/epoch_cost.py                 # 4 epochs, the last 3 measured
     python benchmarks/epoch_cost.py --epochs 3 --repeats 30
     python benchmarks/epoch_cost.py --separate-penalty       # penalty evaluates the map again
     python benchmarks/epoch_cost.py --unfused                # A, A^T, P as three FFT pairs
@@ -213,10 +214,39 @@ def network_passes(function, parameters, images, repeats, clock):
                                  ("jfb", jfb), ("penalty", penalty)]}
 
 
+def _floors(step, counts, n, penalty, shared, images, measurements, repeats, clock):
+    """The floor of one epoch: its counted regularizer passes, timed alone now.
+
+    Returns ``{"R": ..., "T": ...}``, each ``{"parts": [(name, per-sample count, seconds per
+    sample)], "total": seconds per epoch, "grad_forward": seconds per sample}``: the passes on
+    the regularizer alone and through the whole map."""
+    regularizer = step.regularizer
+    per_sample_nograd = counts.get("nograd", 0) / n
+    n_penalty = 1.0 if penalty else 0.0
+    n_jfb = counts.get("grad", 0) / n - (0.0 if shared else n_penalty)
+    floors = {}
+    for label, function, owner in [("R", regularizer, regularizer),
+                                   ("T", lambda z: step(z, measurements), step)]:
+        parameters = [p for p in owner.parameters() if p.requires_grad]
+        passes = network_passes(function, parameters, images, repeats, clock)
+        parts = [(f"{label}: forward, no graph (solver)", per_sample_nograd, passes["nograd"])]
+        if shared:
+            # one graph: the loss's gradient joins the penalty's in its single backward
+            parts.append((f"{label}: JFB step + penalty on one graph (fwd + VJP + double "
+                          "backward)", n_penalty, passes["penalty"]))
+        else:
+            parts += [(f"{label}: forward + backward (JFB step)", n_jfb, passes["jfb"]),
+                      (f"{label}: Jacobian penalty (fwd + VJP + double backward)", n_penalty,
+                       passes["penalty"])]
+        floors[label] = {"parts": parts, "grad_forward": passes["grad_forward"],
+                         "total": sum(count * seconds * n for _, count, seconds in parts)}
+    return floors
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=4, help="epochs trained (>= 2); all "
-                        "but the first are measured, the fastest broken down (default 4)")
+                        "but the first are measured, the median broken down (default 4)")
     parser.add_argument("--n-patches", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=20,
                         help="timings of each isolated pass (the best is kept)")
@@ -254,81 +284,78 @@ def main(argv=None):
                                         random_state=args.seed, **changes)
     if args.unfused:
         operator.fourier_multiplier = lambda *args, **kwargs: None
+    from implicit_inverse.equilibrium.gradients import JFB
+    params = estimator.get_params()
+    n = len(X)
+    images = torch.as_tensor(y[:params["batch_size"], None])
+    batch_measurements = torch.as_tensor(X[:params["batch_size"], None])
     timers, counts = Timers(clock), {}
-    measured = []  # (epoch seconds, exclusive times, calls, regularizer counts, history row)
+    epochs = []  # one dict per measured epoch, its floor timed right after it
     for epoch in range(args.epochs):
         if epoch == 1:
             if args.separate_penalty:
                 separate_penalty_evaluation(estimator.net_)
             _instrument(estimator.net_, timers, counts)
-            timers.active = True
         timers.inclusive, timers.exclusive, timers.calls = {}, {}, {}
         counts.clear()
+        timers.active = epoch >= 1
         estimator.partial_fit(X, y)
-        if timers.active:
-            measured.append((timers.inclusive["skorch loop, data loader (rest of the epoch)"],
-                             dict(timers.exclusive), dict(timers.calls), dict(counts),
-                             estimator.history[-1]))
-    timers.active = False
-    epoch_seconds, exclusive, calls, counts, history = min(measured, key=lambda m: m[0])
-    all_epochs = ", ".join(f"{m[0]:.2f}" for m in measured)
-    n = len(X)
-    params = estimator.get_params()
+        timers.active = False
+        if epoch >= 1:
+            layer = estimator.net_.module_.layer
+            shared = (params["jacobian_penalty"] > 0 and isinstance(layer.gradient, JFB)
+                      and not args.separate_penalty)
+            epochs.append({
+                "seconds": timers.inclusive["skorch loop, data loader (rest of the epoch)"],
+                "exclusive": dict(timers.exclusive), "calls": dict(timers.calls),
+                "history": estimator.history[-1], "shared": shared,
+                "floors": _floors(layer.map, dict(counts), n, params["jacobian_penalty"] > 0,
+                                  shared, images, batch_measurements, args.repeats, clock)})
+    for entry in epochs:
+        entry["ratio"] = entry["seconds"] / entry["floors"]["R"]["total"]
+    ranked = sorted(epochs, key=lambda entry: entry["ratio"])
+    chosen = ranked[(len(ranked) - 1) // 2]  # the median epoch (the lower one of an even count)
+    history, exclusive, calls = chosen["history"], chosen["exclusive"], chosen["calls"]
     print(f"{n} training images 32x32, batch {params['batch_size']}, epochs 2 to {args.epochs} "
-          f"measured: {all_epochs} s {args.clock}; the fastest is broken down below "
-          f"({history['dur']:.2f} s wall, skorch dur; all times below: {args.clock}); train_tol "
+          f"measured, each followed by its floor (the machine's speed drifts: a ratio is only "
+          f"meaningful between timings made together); the median epoch is broken down "
+          f"({history['dur']:.2f} s wall, skorch dur; all times: {args.clock}); train_tol "
           f"{params['train_tol']}, train_max_iter {params['train_max_iter']}, gradient "
           f"{params['gradient']}, jacobian_penalty {params['jacobian_penalty']}; fp_iter "
           f"{history['fp_iter']:.2f} (mean per batch)"
           + (f"; changed from the defaults: {changes}" if changes else "") + "\n")
-
-    step_layer = estimator.net_.module_.layer
-    step = step_layer.map
-    regularizer = step.regularizer
-    images = torch.as_tensor(y[:params["batch_size"], None])
-    measured = torch.as_tensor(X[:params["batch_size"], None])
-    wall = epoch_seconds
-    per_sample_nograd = counts.get("nograd", 0) / n
-    per_sample_grad = counts.get("grad", 0) / n
-    n_penalty = 1.0 if params["jacobian_penalty"] > 0 else 0.0
-    from implicit_inverse.equilibrium.gradients import JFB
-    shared = bool(n_penalty) and isinstance(step_layer.gradient, JFB) and not args.separate_penalty
-    n_jfb = per_sample_grad - (0.0 if shared else n_penalty)
-    floors = {}
-    for label, function, owner in [("R", regularizer, regularizer),
-                                   ("T", lambda z: step(z, measured), step)]:
-        parameters = [p for p in owner.parameters() if p.requires_grad]
-        passes = network_passes(function, parameters, images, args.repeats, clock)
-        parts = [(f"{label}: forward, no graph (solver)", per_sample_nograd, passes["nograd"])]
-        if shared:
-            # one graph: the loss's gradient joins the penalty's in its single backward
-            parts.append((f"{label}: JFB step + penalty on one graph (fwd + VJP + double "
-                          "backward)", n_penalty, passes["penalty"]))
-        else:
-            parts += [(f"{label}: forward + backward (JFB step)", n_jfb, passes["jfb"]),
-                      (f"{label}: Jacobian penalty (fwd + VJP + double backward)", n_penalty,
-                       passes["penalty"])]
-        floors[label] = sum(count * seconds * n for _, count, seconds in parts)
+    print(markdown_table(
+        ["epoch", "s", "floor (R alone) s", "map passes (T) s", "epoch / floor"],
+        [[str(i + 2), f"{e['seconds']:.2f}", f"{e['floors']['R']['total']:.2f}",
+          f"{e['floors']['T']['total']:.2f}", f"{e['ratio']:.2f}"]
+         for i, e in enumerate(epochs)]) + "\n")
+    wall = chosen["seconds"]
+    for label in ("R", "T"):
+        floor_parts = chosen["floors"][label]
         rows = [[name, f"{count:.2f}", f"{1e3 * seconds:.3f}", f"{count * seconds * n:.2f}"]
-                for name, count, seconds in parts]
-        rows.append([f"**{label} total**", "", "", f"**{floors[label]:.2f}**"])
+                for name, count, seconds in floor_parts["parts"]]
+        rows.append([f"**{label} total**", "", "", f"**{floor_parts['total']:.2f}**"])
         print(markdown_table(["pass (alone, batch of " f"{params['batch_size']})", "per sample",
                               "ms per sample", "s/epoch"], rows) + "\n")
-        if label == "R":
-            grad_forward = passes["grad_forward"]
-    floor = floors["R"]
+    floor, map_floor = chosen["floors"]["R"]["total"], chosen["floors"]["T"]["total"]
+    per_sample_nograd = chosen["floors"]["R"]["parts"][0][1]
     batches = history["batches"]
     solver_evaluations = sum(b["fp_iter"] * b["train_batch_size"] for b in batches) / n
     print(f"\nsolver iterations per sample {solver_evaluations:.2f} (SolverStats) vs "
           f"regularizer calls without a graph per sample {per_sample_nograd:.2f} (forward "
           "hook): converged samples are not evaluated")
-    print(f"\nfloor (the regularizer's passes alone) {floor:.2f} s; the same passes through "
-          f"the whole map T (R + data term + preconditioner FFTs) {floors['T']:.2f} s; epoch "
-          f"{wall:.2f} s")
-    print(f"epoch / floor: {wall / floor:.2f} (target <= 1.15); map passes / floor: "
-          f"{floors['T'] / floor:.2f}; epoch / map passes: {wall / floors['T']:.2f}")
-    if n_penalty and not shared:
-        saving = grad_forward * n
+    print(f"\nmedian epoch: floor (the regularizer's passes alone) {floor:.2f} s; the same "
+          f"passes through the whole map T (R + data term + preconditioner FFTs) "
+          f"{map_floor:.2f} s; epoch {wall:.2f} s")
+    ratios = ", ".join(f"{e['ratio']:.2f}" for e in epochs)
+    together = (sum(e["seconds"] for e in epochs)
+                / sum(e["floors"]["R"]["total"] for e in epochs))
+    print(f"epoch / floor: {wall / floor:.2f} (median of {len(epochs)}; target <= 1.15; all: "
+          f"{ratios}; all measured epochs together {together:.2f}); "
+          f"map passes / floor: {map_floor / floor:.2f}; epoch / map passes: "
+          f"{wall / map_floor:.2f}")
+    if params["jacobian_penalty"] > 0 and not chosen["shared"]:
+        saving = chosen["floors"]["R"]["grad_forward"] * n
         print(f"the penalty's second evaluation of the map costs about {saving:.2f} s of "
               f"regularizer forward ({100 * saving / wall:.1f}% of the epoch)")
     print()
