@@ -6,7 +6,8 @@ import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
-from implicit_inverse import DirectInverseRegressor, TikhonovRegressor
+from implicit_inverse import (DirectInverseRegressor, TikhonovRegressor,
+                              TotalVariationRegressor, WienerRegressor)
 from implicit_inverse.estimators.classical import LAM_GRID, tikhonov, tune_lam
 from implicit_inverse.metrics import psnr, psnr_scorer
 from implicit_inverse.operators import (Blur, Downsample, Identity, Mask, gaussian_kernel,
@@ -73,20 +74,30 @@ def test_tikhonov_with_explicit_image_shape():
                                TikhonovRegressor(operator).fit(X, clean).predict(X))
 
 
-@pytest.mark.parametrize("cls", [TikhonovRegressor, DirectInverseRegressor])
-def test_classical_contract(cls, blurred):
+@pytest.mark.parametrize("cls", [TikhonovRegressor, DirectInverseRegressor, WienerRegressor,
+                                 TotalVariationRegressor])
+def test_classical_contract(cls, blurred, blur):
     X, y = blurred
-    est = cls(Blur(gaussian_kernel(5, 1.0)))
+    est = cls(blur)
     with pytest.raises(NotFittedError):
         est.predict(X)
     with pytest.raises(ValueError, match="operator is required"):
         cls().fit(X, y)
     with pytest.raises(ValueError, match="X contains NaN"):
         est.fit(np.where(X > 0.9, np.nan, X), y)
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        est.fit(np.where(X > 0.9, np.inf, X), y)
     with pytest.raises(ValueError, match="X and y have different numbers of samples"):
         est.fit(X, y[:-1])
     with pytest.raises(ValueError, match="X and y do not match"):
         est.fit(X, y[:, :8, :8])
+    est.fit(X, y)
+    with pytest.raises(ValueError, match="X contains NaN"):
+        est.predict(np.where(X > 0.9, np.nan, X))
+    with pytest.raises(ValueError, match="X has 100 features"):
+        est.predict(np.zeros((2, 100), dtype=np.float32))
+    with pytest.raises(ValueError, match="X has 3 channels"):
+        est.predict(np.zeros((2, 3, 16, 16), dtype=np.float32))
 
 
 @pytest.mark.parametrize("params", [dict(lam=0.0), dict(lam=-1.0), dict(lam=np.inf),

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 from skimage.restoration import denoise_tv_chambolle, wiener as skimage_wiener
-from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
 from implicit_inverse import TikhonovRegressor, TotalVariationRegressor, WienerRegressor
@@ -262,28 +261,3 @@ def test_bad_hyperparameters_name_the_argument(cls, params, blurred):
     (name, _), = params.items()
     with pytest.raises(ValueError, match=f"'{name}' parameter of {cls.__name__}"):
         cls(Identity(), **params).fit(X, y)
-
-
-@pytest.mark.parametrize("cls", ESTIMATORS)
-def test_bad_data(cls, blurred, blur):
-    X, y = blurred
-    est = cls(blur)
-    with pytest.raises(NotFittedError):
-        est.predict(X)
-    with pytest.raises(ValueError, match="operator is required"):
-        cls().fit(X, y)
-    with pytest.raises(ValueError, match="X contains NaN"):
-        est.fit(np.where(X > 0.9, np.nan, X), y)
-    with pytest.raises(ValueError, match="X contains NaN or infinity"):
-        est.fit(np.where(X > 0.9, np.inf, X), y)
-    with pytest.raises(ValueError, match="X and y have different numbers of samples"):
-        est.fit(X, y[:-1])
-    with pytest.raises(ValueError, match="X and y do not match"):
-        est.fit(X, y[:, :8, :8])
-    est.fit(X, y)
-    with pytest.raises(ValueError, match="X contains NaN"):
-        est.predict(np.where(X > 0.9, np.nan, X))
-    with pytest.raises(ValueError, match="X has 100 features"):
-        est.predict(np.zeros((2, 100), dtype=np.float32))
-    with pytest.raises(ValueError, match="X has 3 channels"):
-        est.predict(np.zeros((2, 3, 16, 16), dtype=np.float32))

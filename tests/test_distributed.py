@@ -86,16 +86,21 @@ def _worker(rank, world_size, store, result):
         dist.destroy_process_group()
 
 
-def _spawn(tmp_path, timeout=120):
-    context = mp.start_processes(_worker, args=(WORLD_SIZE, str(tmp_path / "store"),
-                                                str(tmp_path / "ddp.pt")),
-                                 nprocs=WORLD_SIZE, join=False, start_method="spawn")
+def _run_processes(worker, args, what, timeout=120):
+    """Run ``worker(rank, *args)`` in ``WORLD_SIZE`` spawned processes; fail after ``timeout``."""
+    context = mp.start_processes(worker, args=args, nprocs=WORLD_SIZE, join=False,
+                                 start_method="spawn")
     deadline = time.monotonic() + timeout
     while not context.join(timeout=1):
         if time.monotonic() > deadline:
             for process in context.processes:
                 process.terminate()
-            pytest.fail(f"the {WORLD_SIZE} DDP processes did not finish within {timeout} s")
+            pytest.fail(f"the {WORLD_SIZE} {what} processes did not finish within {timeout} s")
+
+
+def _spawn(tmp_path):
+    _run_processes(_worker, (WORLD_SIZE, str(tmp_path / "store"), str(tmp_path / "ddp.pt")),
+                   "DDP")
     return torch.load(tmp_path / "ddp.pt")
 
 
@@ -200,15 +205,8 @@ def _estimator_worker(rank, world_size, folder):
         dist.destroy_process_group()
 
 
-def _spawn_estimators(folder, timeout=120):
-    context = mp.start_processes(_estimator_worker, args=(WORLD_SIZE, str(folder)),
-                                 nprocs=WORLD_SIZE, join=False, start_method="spawn")
-    deadline = time.monotonic() + timeout
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.terminate()
-            pytest.fail(f"the {WORLD_SIZE} training processes did not finish within {timeout} s")
+def _spawn_estimators(folder):
+    _run_processes(_estimator_worker, (WORLD_SIZE, str(folder)), "training")
     return [torch.load(folder / f"rank_{rank}.pt") for rank in range(WORLD_SIZE)]
 
 
