@@ -60,7 +60,7 @@ def figure(work, out):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from implicit_inverse.image_files import read_image
+    from implicit_inverse.data.image_files import read_image
     from implicit_inverse.metrics import psnr
 
     fig, axes = plt.subplots(len(TEST), 3, figsize=(9, 3.45 * len(TEST)))

@@ -13,7 +13,7 @@ from PIL import Image
 
 from implicit_inverse import ImplicitDeblurRegressor, ImplicitRegressor, __version__
 from implicit_inverse.cli import _compare, load_model, main
-from implicit_inverse.image_files import ImageInfo, read_image, write_image
+from implicit_inverse.data.image_files import ImageInfo, read_image, write_image
 
 TINY = ["--epochs", "1", "--threads", "1", "--max-iter", "5"]
 TINY_FACES = ["--data", "faces", "--size", "16", "--n-images", "40", "--blur", "5", "1.0",
@@ -333,7 +333,7 @@ def test_restore_never_overwrites_its_input(gray_model, photos, capsys):
 
 def test_interrupted_restore_leaves_no_partial_file(gray_model, photos, tmp_path, capsys,
                                                     monkeypatch):
-    from implicit_inverse import image_files
+    from implicit_inverse.data import image_files
 
     def interrupted(handle, samples, fmt):
         handle.write(b"\x89PNG half a file")

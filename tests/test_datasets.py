@@ -198,7 +198,7 @@ def test_patch_dataset_is_a_pure_function_of_seed_and_epoch(tmp_path):
 
 
 def test_patch_dataset_crops_come_from_the_photos(tmp_path):
-    from implicit_inverse.image_files import read_image
+    from implicit_inverse.data.image_files import read_image
 
     folder = _photos(tmp_path / "photos", n=1)
     pixels = read_image(folder / "p0.png")[0][0]
@@ -218,7 +218,7 @@ def test_patch_dataset_works_with_a_data_loader_and_workers(tmp_path):
 
 
 def test_patch_dataset_decodes_one_photo_at_a_time(tmp_path, monkeypatch):
-    import implicit_inverse.patch_dataset as module
+    import implicit_inverse.data.patches as module
 
     folder = _photos(tmp_path / "photos")
     reads = []

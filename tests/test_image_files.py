@@ -5,7 +5,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from implicit_inverse.image_files import (ImageFileError, ImageInfo, encode_png16, list_images,
+from implicit_inverse.data.image_files import (ImageFileError, ImageInfo, encode_png16, list_images,
                                           probe_image, read_image, write_image)
 
 CASES = [(fmt, depth, channels) for fmt in ("PNG", "TIFF") for depth in (8, 16)

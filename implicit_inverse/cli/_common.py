@@ -64,7 +64,7 @@ def add_device_option(parser):
 
 
 def add_max_pixels_option(parser):
-    from ..image_files import MAX_PIXELS
+    from ..data.image_files import MAX_PIXELS
 
     parser.add_argument("--max-pixels", type=positive_int, default=MAX_PIXELS, metavar="N",
                         help=f"refuse photos of more than N pixels (default: {MAX_PIXELS:,}, "
@@ -273,7 +273,7 @@ def check_photos(paths, max_pixels, operator=None):
     photo, a size the downsampling factor does not divide) is a ``CommandError`` naming the
     file. Returns the list of files.
     """
-    from ..image_files import list_images, read_image
+    from ..data.image_files import list_images, read_image
 
     files = list_images(paths)
     for path in files:

@@ -43,7 +43,7 @@ def add_parser(commands):
 
 def run(args):
     """Blur and add noise to each photo; write them beside each other in ``--out``."""
-    from ..image_files import read_image, write_image
+    from ..data.image_files import read_image, write_image
     from ..operators import make_measurements
 
     operator = blur_operator(args.kernel, args.boundary)

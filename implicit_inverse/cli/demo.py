@@ -76,7 +76,7 @@ def history_column(history, key):
 
 
 def write_text(path, text):
-    from .._files import atomic_write
+    from ..data.files import atomic_write
 
     atomic_write(path, lambda handle: handle.write(text.encode()))
     return Path(path)
@@ -84,7 +84,7 @@ def write_text(path, text):
 
 def run(args):
     """Train, compare, and write figures, results and the model."""
-    from ..datasets import train_test_faces
+    from ..data.datasets import train_test_faces
     from ..operators import Blur, gaussian_kernel, make_measurements
     from ..plotting import plot_convergence, plot_reconstructions, save_figure
 

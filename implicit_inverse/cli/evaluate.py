@@ -48,7 +48,7 @@ def add_parser(commands):
 
 def _evaluation_images(args, size, channels):
     """``(tune, evaluate)`` clean image sets for ``evaluate --data``."""
-    from ..datasets import PatchDataset, load_natural_patches, train_test_faces
+    from ..data.datasets import PatchDataset, load_natural_patches, train_test_faces
 
     data, seed = args.data, args.seed
     if data in ("faces", "patches") and channels != 1:

@@ -9,15 +9,15 @@ import warnings
 
 from .. import __version__
 from .._torch_state import torch_threads
-from . import blur, demo, evaluate, restore, train
+from . import blur, demo, evaluate, pretrain, restore, train
 from ._common import PROG, CommandError, Parser
 
-COMMANDS = (demo, train, evaluate, blur, restore)
+COMMANDS = (demo, train, pretrain, evaluate, blur, restore)
 
 
 def build_parser():
-    """The command-line parser (subcommands ``demo``, ``train``, ``evaluate``, ``blur``,
-    ``restore``).
+    """The command-line parser (subcommands ``demo``, ``train``, ``pretrain``, ``evaluate``,
+    ``blur``, ``restore``).
 
     Returns
     -------

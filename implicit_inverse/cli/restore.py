@@ -90,7 +90,7 @@ def restore_pixels(estimator, colour):
 
 def run(args):
     """Restore each photo and write it to ``--out``."""
-    from ..image_files import read_image, write_image
+    from ..data.image_files import read_image, write_image
 
     model = load_model(args.model)
     estimator = model.estimator

@@ -150,7 +150,7 @@ def _metadata(args, spec, estimator, **extra):
 
 
 def _train_on_arrays(args, spec, device):
-    from ..datasets import load_natural_patches, train_test_faces
+    from ..data.datasets import load_natural_patches, train_test_faces
     from ..operators import make_measurements
 
     size = args.size or 32
@@ -184,9 +184,9 @@ def _train_on_folder(args, spec, device):
     import numpy as np
     import torch
 
-    from ..datasets import PatchDataset
+    from ..data.datasets import PatchDataset
     from ..estimators import ImplicitDeblurRegressor
-    from ..image_files import list_images
+    from ..data.image_files import list_images
     from ..operators import make_measurements
 
     folder = Path(args.data)

@@ -1,7 +1,7 @@
 """Fixed-point maps ``T(x; d)`` whose fixed points are the reconstructions.
 
-Only the DE-GRAD gradient step is provided; a proximal map would subclass :class:`FixedPointMap`
-with its own ``forward``.
+:class:`GradientStep` is DE-GRAD (a learned regularizer's gradient); :class:`ProximalStep` is
+plug-and-play proximal gradient (DE-Prox): a denoiser applied after a data step.
 """
 
 from __future__ import annotations
@@ -160,6 +160,82 @@ class GradientStep(FixedPointMap):
         if self.initializer == "tikhonov":
             return self.operator.solve_normal(adjoint, self.lam)
         return adjoint
+
+
+class ProximalStep(FixedPointMap):
+    r"""Plug-and-play proximal gradient ("DE-Prox"): a denoiser after a data step.
+
+    .. math:: T(x; d) = D_\sigma\big(x - \eta \, P \, A^\top (A x - d)\big)
+
+    With ``precondition=True`` (``P = (A^T A + lam I)^{-1}``) and ``eta = 1`` the data step is
+    ``P (lam x + A^T d)``, the exact minimiser of ``||A z - d||^2 / 2 + lam ||z - x||^2 / 2``
+    (half-quadratic splitting); ``lam`` and the denoiser's strength ``sigma`` together set the
+    balance between data and prior. Its fixed points depend on ``eta``, ``lam`` and ``sigma``.
+
+    Parameters
+    ----------
+    operator : LinearOperator
+        The forward model ``A``.
+    denoiser : torch.nn.Module
+        ``D(x, sigma)``: images (N, C, H, W) and a noise level (float or (N,) tensor) -> images
+        of the same shape, such as :class:`~implicit_inverse.networks.NoiseLevelDenoiser`.
+    lam : float
+        Tikhonov weight of the preconditioner and of the starting point, > 0.
+    sigma : float
+        Noise level handed to the denoiser, > 0.
+    eta : float, default 1.0
+        Step size of the data step, > 0.
+    precondition : bool, default True
+        Use ``P = (A^T A + lam I)^{-1}``; otherwise ``P = I`` (then ``eta < 2 / ||A||^2``).
+    learn_sigma : bool, default True
+        Train ``sigma`` (kept positive through its logarithm) with the denoiser.
+    """
+
+    def __init__(self, operator, denoiser, lam, sigma, eta=1.0, precondition=True,
+                 learn_sigma=True):
+        super().__init__()
+        if not isinstance(operator, LinearOperator):
+            raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
+        if not isinstance(denoiser, nn.Module):
+            raise TypeError(f"denoiser must be a torch.nn.Module, got {type(denoiser).__name__}")
+        for value, name in ((lam, "lam"), (sigma, "sigma"), (eta, "eta")):
+            _check_positive_finite(value, name)
+        self.operator = operator
+        self.denoiser = denoiser
+        self.lam = float(lam)
+        self.eta = float(eta)
+        self.precondition = bool(precondition)
+        self.log_sigma = nn.Parameter(torch.tensor(math.log(sigma)), requires_grad=learn_sigma)
+
+    @property
+    def sigma(self):
+        """The denoiser's noise level (a 0-d tensor)."""
+        return self.log_sigma.exp()
+
+    def data_step(self, x, d):
+        """``x - eta P A^T (A x - d)``, shaped like ``x`` (N, C, H, W)."""
+        multiplier = self.operator.fourier_multiplier(x.shape, x.dtype, x.device)
+        if multiplier is not None:
+            if d.shape != x.shape:
+                raise ValueError(f"d must have the image's shape {tuple(x.shape)} for this "
+                                 f"operator, got {tuple(d.shape)}")
+            power = multiplier.abs().square()
+            spectrum = power * torch.fft.rfft2(x) - multiplier.conj() * torch.fft.rfft2(d)
+            if self.precondition:
+                spectrum = spectrum / (power + self.lam)
+            return x - self.eta * torch.fft.irfft2(spectrum, s=x.shape[-2:])
+        direction = self.operator.adjoint(self.operator(x) - d)
+        if self.precondition:
+            direction = self.operator.solve_normal(direction, self.lam)
+        return x - self.eta * direction
+
+    def forward(self, x, d):
+        """One step ``T(x; d)``: (N, C, H, W) and (N, C, H', W') -> (N, C, H, W)."""
+        return self.denoiser(self.data_step(x, d), self.sigma.to(x.dtype)).to(x.dtype)
+
+    def initial_point(self, d):
+        """The Tikhonov solution ``(A^T A + lam I)^{-1} A^T d``, shaped (N, C, H, W)."""
+        return self.operator.solve_normal(self.operator.adjoint(d), self.lam)
 
 
 def _check_positive_finite(value, name):

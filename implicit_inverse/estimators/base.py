@@ -18,10 +18,11 @@ from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from ..equilibrium import (ConvergenceWarning, FixedPointSolver, GradientStep, GradientStrategy,
-                           ImplicitLayer, SolverStats, safe_step_size)
+                           ImplicitLayer, ProximalStep, SolverStats, safe_step_size)
 from ..equilibrium.solvers import warn_if_unconverged
-from ..networks import DnCNN, TikhonovPlusNetwork
-from ..networks.precision import PRECISIONS, with_precision
+from ..networks.specs import DEFAULT_REGULARIZER, build_regularizer, parse_regularizer
+from ..training.calibration import calibrate_prior, calibration_crops, sigma_for_lam
+from ..networks.precision import PRECISIONS, MixedPrecision, with_precision
 from .._torch_state import float32_default, torch_threads
 from .._validation import warn_if_out_of_range
 from ..operators import LinearOperator
@@ -35,20 +36,34 @@ from .training import (EquilibriumNet, FixedPointCache, ReconstructionModule, So
                        TrainingMeasurements)
 
 SHARED_PARAMETERS_DOC = """
-    regularizer : torch.nn.Module or None, default None
-        The learned term ``R_theta`` (image -> image of the same shape). ``None`` uses
-        ``TikhonovPlusNetwork(DnCNN(depth=5, width=24), alpha=lam, scale=100 * lam)``:
-        ``alpha x`` plus a DnCNN whose output starts at zero, so the untrained model is exactly
-        Tikhonov. ``fit`` trains
-        a copy: the module passed in is never modified.
+    regularizer : str or torch.nn.Module, default "dncnn:5x24"
+        The learned part of the map, built inside ``fit`` (so it can use the fitted ``lam_``) and
+        available afterwards as ``regularizer_``:
+
+        - ``"dncnn:DEPTHxWIDTH"``: ``R_theta = TikhonovPlusNetwork(DnCNN(DEPTH, WIDTH),
+          alpha=lam_, scale=100 * lam_)``, ``alpha x`` plus a DnCNN whose output starts at
+          zero, so the untrained model is exactly Tikhonov (the gain 100 makes the network's
+          amplification by the preconditioner independent of the noise level).
+          ``"dncnn:17x64"`` is the reference paper's size.
+        - ``"pretrained"`` or ``"pretrained:NAME"``: a shipped denoising prior ``D`` (see
+          :func:`~implicit_inverse.networks.priors.available_priors`) in the plug-and-play map
+          ``x <- D_sigma(x - eta P A^T (A x - d))``
+          (:class:`~implicit_inverse.equilibrium.ProximalStep`); ``lam="auto"`` then calibrates
+          ``lam`` and the denoiser strength ``sigma`` by restoring the first training pairs
+          (:func:`~implicit_inverse.training.calibration.calibrate_prior`), and training
+          fine-tunes the prior and ``sigma``. See :meth:`from_pretrained` for use without
+          training.
+        - a ``torch.nn.Module`` (image -> image of the same shape), trained as ``R_theta`` of
+          DE-GRAD; ``fit`` trains a copy: the module passed in is never modified.
     eta : float, default 1.0
         Step size of the DE-GRAD map, > 0. With ``precondition=True`` steps in (0, 2) contract;
         without it, ``eta < 2 / (||A||^2 + alpha)`` (``fit`` warns outside the safe range).
     noise_std : float >= 0 or "auto", default "auto"
-        Measurement noise the model is trained for. A float adds fresh Gaussian noise of this
-        std to every training batch's measurements (0 trains on the given measurements as they
-        are). "auto" replaces the training set's noise by fresh noise of its estimated std
-        (RMS of ``X - A y``) in every batch. ``predict`` never adds noise.
+        Noise level of the training measurements, with one meaning for arrays and datasets:
+        every training batch is measured afresh, ``A y`` plus Gaussian noise of this std (the
+        noise of the given ``X`` is replaced, not added to), and ``lam="auto"`` is tuned on
+        measurements of this noise. "auto" uses the std estimated from the training pairs
+        (RMS of ``X - A y``; arrays only). ``predict`` never adds noise.
     gradient : {"jfb", "exact", "unrolled"} or GradientStrategy, default "jfb"
         How the loss at the fixed point is differentiated.
     solver : {"anderson", "forward"} or FixedPointSolver, default "anderson"
@@ -143,8 +158,8 @@ SHARED_PARAMETERS_DOC = """
 """
 
 
-NETWORK_GAIN = 100.0
-"""Gain of the default network after preconditioning (its output is scaled by gain * lam)."""
+CALIBRATION_PAIRS = 8
+"""Training pairs restored to calibrate a pretrained prior's ``lam`` and ``sigma``."""
 
 
 class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
@@ -185,7 +200,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
 
     _parameter_constraints = {
         "operator": [LinearOperator, None],
-        "regularizer": [nn.Module, None],
+        "regularizer": [nn.Module, str, None],
         "eta": [Interval(Real, 0, None, closed="neither")],
         "noise_std": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "gradient": [StrOptions({"jfb", "exact", "unrolled"}), GradientStrategy],
@@ -217,7 +232,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         "precision": [StrOptions(set(PRECISIONS))],
     }
 
-    def __init__(self, operator=None, *, regularizer=None, eta=1.0, noise_std="auto",
+    def __init__(self, operator=None, *, regularizer=DEFAULT_REGULARIZER, eta=1.0, noise_std="auto",
                  gradient="jfb", solver="anderson", max_iter=100, tol=1e-4, train_max_iter=30,
                  train_tol=1e-3, lam="auto",
                  precondition=True, learn_step=True, augment=True, reuse_fixed_points=True,
@@ -367,11 +382,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
                 # warm starts are indexed by sample: a streamed dataset has none to match
                 self.net_.module_.cache = None
             else:
-                seed = self.random_state if isinstance(self.random_state, Integral) else 0
-                generator = torch.Generator().manual_seed(int(seed))
-                noisy = measurements + float(self.noise_std) * torch.randn(
-                    measurements.shape, generator=generator, dtype=measurements.dtype)
-                self._initialise(measurements, clean, operator, device, lam_measurements=noisy,
+                self._initialise(measurements, clean, operator, device,
                                  reuse_fixed_points=False)
             self.net_.partial_fit(streaming.MeasuredDataset(dataset, operator), None,
                                   epochs=self.max_epochs if epochs is None else epochs)
@@ -392,14 +403,14 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
             value = getattr(self, name)
             if not isinstance(value, str) and not math.isfinite(value):
                 raise ValueError(f"{name} must be finite or 'auto', got {value!r}")
+        parse_regularizer(self.regularizer)
         if self.image_shape is not None and (
                 len(self.image_shape) != 3
                 or not all(isinstance(s, Integral) and s >= 1 for s in self.image_shape)):
             raise ValueError("image_shape must be a tuple of 3 positive ints (C, H, W), got "
                              f"{self.image_shape!r}")
 
-    def _initialise(self, measurements, clean, operator, device, lam_measurements=None,
-                    reuse_fixed_points=True):
+    def _initialise(self, measurements, clean, operator, device, reuse_fixed_points=True):
         # a refit that fails below must not leave the previous net_ beside the new attributes
         self.__dict__.pop("net_", None)
         self.operator_ = operator
@@ -407,22 +418,34 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         self.n_channels_ = measurements.shape[1]
         self.n_features_in_ = int(np.prod(self.image_shape_))
         seed = int(check_random_state(self.random_state).randint(2 ** 31 - 1))
-        self.lam_ = tune_lam(operator, measurements if lam_measurements is None
-                             else lam_measurements, clean) if self.lam == "auto" \
-            else float(self.lam)
-        residual = measurements - operator(clean)
-        self.noise_std_ = float(residual.pow(2).mean().sqrt()) if self.noise_std == "auto" \
-            else float(self.noise_std)
+        self.noise_std_ = float((measurements - operator(clean)).pow(2).mean().sqrt()) \
+            if self.noise_std == "auto" else float(self.noise_std)
+        tuning = self._tuning_measurements(measurements, clean, operator)
+        kind, _ = parse_regularizer(self.regularizer)
+        if kind == "pretrained":
+            denoiser = build_regularizer(self.regularizer, self.n_channels_, None)
+            self.lam_, self.prior_sigma_ = self._calibrate_prior(denoiser, operator, tuning,
+                                                                 clean)
+        else:
+            self.lam_ = tune_lam(operator, tuning, clean) if self.lam == "auto" \
+                else float(self.lam)
+            self.prior_sigma_ = None
         seed, self.lam_, self.noise_std_ = distributed.agree((seed, self.lam_, self.noise_std_),
                                                              device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            regularizer = self._make_regularizer()
-        _check_regularizer(regularizer, clean[:1])
-        regularizer = with_precision(regularizer, self.precision, device)
-        self._warn_if_not_contractive(operator, clean.shape)
-        step = GradientStep(operator, regularizer, eta=self.eta, precondition=self.precondition,
-                            lam=self.lam_, initializer="tikhonov", learn_step=self.learn_step)
+        if kind == "pretrained":
+            step = ProximalStep(operator, with_precision(denoiser, self.precision, device),
+                                lam=self.lam_, sigma=self.prior_sigma_, eta=self.eta,
+                                precondition=self.precondition, learn_sigma=self.learn_step)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                regularizer = build_regularizer(self.regularizer, self.n_channels_, self.lam_)
+            _check_regularizer(regularizer, clean[:1])
+            regularizer = with_precision(regularizer, self.precision, device)
+            self._warn_if_not_contractive(operator, clean.shape)
+            step = GradientStep(operator, regularizer, eta=self.eta,
+                                precondition=self.precondition, lam=self.lam_,
+                                initializer="tikhonov", learn_step=self.learn_step)
         layer = ImplicitLayer(step, solver=copy.deepcopy(self.solver),
                               gradient=copy.deepcopy(self.gradient), max_iter=self.max_iter,
                               tol=self.tol, warn=False, train_max_iter=self.train_max_iter,
@@ -435,9 +458,8 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
             callbacks.append(("progress", ProgressBar()))
         callbacks += [(f"user_{i}", callback) for i, callback in
                       enumerate(copy.deepcopy(self.callbacks or []))]
-        sampler = TrainingMeasurements(
-            operator, noise_std=None if self.noise_std == "auto" else self.noise_std_,
-            estimated_std=self.noise_std_, augment=self.augment, seed=distributed.rank_seed(seed))
+        sampler = TrainingMeasurements(operator, noise_std=self.noise_std_, augment=self.augment,
+                                       seed=distributed.rank_seed(seed))
         self.net_ = EquilibriumNet(
             ReconstructionModule(layer, cache=FixedPointCache.for_data(distributed.own(clean))
                                  if self.reuse_fixed_points and reuse_fixed_points else None),
@@ -464,12 +486,36 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
                 generator=torch.Generator().manual_seed(sampler.seed + 2))
         distributed.broadcast_parameters(self.net_.module_)
 
-    def _make_regularizer(self):
-        if self.regularizer is None:
-            network = DnCNN(depth=5, width=24, channels=self.n_channels_)
-            return TikhonovPlusNetwork(network, alpha=self.lam_,
-                                       scale=NETWORK_GAIN * self.lam_)
-        return copy.deepcopy(self.regularizer)
+    def _tuning_measurements(self, measurements, clean, operator):
+        """Measurements of noise std ``noise_std_`` on which ``lam`` is tuned: the given ones
+        for ``noise_std="auto"``, else ``A y`` plus seeded noise of that std."""
+        if self.noise_std == "auto":
+            return measurements
+        seed = self.random_state if isinstance(self.random_state, Integral) else 0
+        generator = torch.Generator().manual_seed(int(seed))
+        noiseless = operator(clean)
+        return noiseless + self.noise_std_ * torch.randn(noiseless.shape, generator=generator,
+                                                         dtype=noiseless.dtype)
+
+    def _calibrate_prior(self, denoiser, operator, measurements, clean):
+        """``(lam, sigma)`` of the plug-and-play map: calibrated on the first
+        :data:`CALIBRATION_PAIRS` pairs for ``lam="auto"``, else ``sigma`` from ``lam``."""
+        if self.lam != "auto":
+            return float(self.lam), sigma_for_lam(self.noise_std_, float(self.lam))
+        lam, sigma, self.prior_scores_ = calibrate_prior(
+            operator, denoiser, measurements[:CALIBRATION_PAIRS], clean[:CALIBRATION_PAIRS],
+            self.noise_std_)
+        return lam, sigma
+
+    @property
+    def regularizer_(self):
+        """The trained regularizer module (DE-GRAD) or denoiser (plug-and-play) that ``predict``
+        uses, without any mixed-precision wrapper."""
+        check_is_fitted(self, "net_")
+        fixed_point_map = self.net_.module_.layer.map
+        module = fixed_point_map.denoiser if isinstance(fixed_point_map, ProximalStep) \
+            else fixed_point_map.regularizer
+        return module.module if isinstance(module, MixedPrecision) else module
 
     def _contraction_note(self, operator, shape):
         bound = safe_step_size(operator, (1, *shape[1:]), alpha=self.lam_,
@@ -553,6 +599,66 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         persistence.save(self, path)
 
     @classmethod
+    def from_pretrained(cls, operator=None, *, noise_std, name=None, channels=1, **params):
+        """An estimator around a shipped denoising prior, ready to ``predict`` without training.
+
+        The map is plug-and-play proximal gradient,
+        ``x <- D_sigma(x - eta (A^T A + lam I)^{-1} A^T (A x - d))``, with the prior ``D``.
+        With ``lam="auto"`` (the default) ``lam`` and ``sigma`` are calibrated for this
+        operator and noise level by restoring four 64x64 crops of the prior's own training
+        photos, measured through ``operator`` with noise of std ``noise_std`` (a few seconds;
+        :func:`~implicit_inverse.training.calibration.calibrate_prior`): no data of the user's
+        is needed. ``fit`` with ``warm_start=True``, or ``partial_fit``, then fine-tunes the
+        prior on the user's pairs (JFB by default).
+
+        Parameters
+        ----------
+        operator : LinearOperator or None
+            The forward model (task estimators build their default when None).
+        noise_std : float >= 0
+            Noise std of the measurements to restore (pixel values in [0, 1]).
+        name : str or None
+            A prior of :func:`~implicit_inverse.networks.priors.available_priors`; None is the
+            default prior.
+        channels : int, default 1
+            Channels of the images to restore (3 for RGB: a grayscale prior restores each
+            channel).
+        **params
+            Further hyperparameters (``max_iter``, ``tol``, ``device``, ``lam``, ...).
+
+        Returns
+        -------
+        estimator : instance of ``cls``
+            Fitted: images of any size with ``channels`` channels, shaped (n, H, W) or
+            (n, C, H, W), can be restored.
+        """
+        if isinstance(noise_std, str) or isinstance(noise_std, bool) \
+                or not isinstance(noise_std, Real):
+            raise ValueError(f"noise_std must be a float >= 0 for from_pretrained (there are no "
+                             f"measurements to estimate it from), got {noise_std!r}")
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+        spec = "pretrained" if name is None else f"pretrained:{name}"
+        estimator = cls(operator, regularizer=spec, noise_std=noise_std, **params)
+        estimator._validate_params()
+        estimator._check_scalar_params()
+        device = _resolve_device(estimator.device)
+        operator = copy.deepcopy(estimator._make_operator())
+        clean = calibration_crops().repeat(1, channels, 1, 1)
+        try:
+            operator.output_shape(tuple(clean.shape))
+        except ValueError as error:
+            raise ValueError(f"from_pretrained calibrates on 64x64 images, which this operator "
+                             f"cannot measure ({error}); pass lam=... or fit the estimator on "
+                             "your own images instead") from None
+        with float32_default(), torch_threads(estimator.n_threads):
+            with torch.no_grad():
+                measurements = operator(clean)
+            estimator._initialise(measurements, clean, operator, device, reuse_fixed_points=False)
+        estimator.n_iter_ = 0
+        return estimator
+
+    @classmethod
     def load(cls, path):
         """Read an estimator written by :meth:`save`.
 
@@ -575,10 +681,12 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         persistence.use_available_device(self)
 
     def _match_fixed_point_cache(self, clean):
-        """Start a fresh warm-start cache when continued training gets other images."""
+        """Start a fresh warm-start cache when continued training gets other images (or its
+        first images, for a model from :meth:`from_pretrained`)."""
         module = self.net_.module_
         cache = getattr(module, "cache", None)
-        if cache is not None and not cache.matches(clean):
+        if (cache is None and self.reuse_fixed_points and self.n_iter_ == 0) or \
+                (cache is not None and not cache.matches(clean)):
             module.cache = FixedPointCache.for_data(clean).to(self.net_.device)
 
 

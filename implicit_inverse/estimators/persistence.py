@@ -48,7 +48,7 @@ from typing import NamedTuple
 
 import torch
 
-from .._files import atomic_write
+from ..data.files import atomic_write
 from .training import FixedPointCache
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFile", "atomic_write", "load", "read", "save",

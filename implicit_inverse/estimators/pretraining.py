@@ -58,10 +58,8 @@ class PretrainingNet(NeuralNetRegressor):
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
-        inputs, clean = batch
-        measurement = inputs["measurement"].to(self.device)
-        clean = clean.to(self.device)
-        measurement, clean, _ = self.training_measurements(measurement, clean)
+        _, clean = batch
+        measurement, clean, _ = self.training_measurements(clean.to(self.device))
         prediction = self.module_(measurement)
         loss = self.get_loss(prediction, clean, X=measurement, training=True)
         loss.backward()

@@ -7,6 +7,7 @@ from numbers import Integral, Real
 import torch
 from sklearn.utils._param_validation import Interval
 
+from ..networks.specs import DEFAULT_REGULARIZER
 from ..operators import Blur, Downsample, Mask, gaussian_kernel
 from .base import SHARED_PARAMETERS_DOC, ImplicitRegressor
 
@@ -39,7 +40,7 @@ class ImplicitDeblurRegressor(ImplicitRegressor):
         *,
         kernel_size=9,
         kernel_sigma=1.5,
-        regularizer=None,
+        regularizer=DEFAULT_REGULARIZER,
         eta=1.0,
         noise_std="auto",
         gradient="jfb",
@@ -137,7 +138,7 @@ class ImplicitSuperResolutionRegressor(ImplicitRegressor):
         operator=None,
         *,
         factor=2,
-        regularizer=None,
+        regularizer=DEFAULT_REGULARIZER,
         eta=1.0,
         noise_std="auto",
         gradient="jfb",
@@ -242,7 +243,7 @@ class ImplicitInpaintingRegressor(ImplicitRegressor):
         fraction=0.5,
         mask=None,
         mask_seed=0,
-        regularizer=None,
+        regularizer=DEFAULT_REGULARIZER,
         eta=1.0,
         noise_std="auto",
         gradient="jfb",

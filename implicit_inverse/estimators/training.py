@@ -97,13 +97,9 @@ class TrainingMeasurements:
     Parameters
     ----------
     operator : LinearOperator
-    noise_std : float or None
-        Fresh Gaussian noise added to every batch. ``None`` means the measurement noise of the
-        training set is replaced by fresh noise of std ``estimated_std`` ("auto" mode);
-        a float keeps the given measurement noise (``d - A y``, transformed with the image) and
-        adds fresh noise of that std (0 adds nothing).
-    estimated_std : float
-        RMS of ``X - A y`` on the training set.
+    noise_std : float
+        Std of the Gaussian noise of every batch's measurements ``A y + noise``: the noise of
+        the given measurements is replaced (the estimator's ``noise_std_``).
     augment : bool
         Random dihedral transforms (only flips and half turns for non-square images).
     seed : int
@@ -111,10 +107,9 @@ class TrainingMeasurements:
         a checkpoint sees the same noise and transforms as an uninterrupted one.
     """
 
-    def __init__(self, operator, noise_std, estimated_std, augment, seed):
+    def __init__(self, operator, noise_std, augment, seed):
         self.operator = operator
-        self.noise_std = noise_std
-        self.estimated_std = float(estimated_std)
+        self.noise_std = float(noise_std)
         self.augment = augment
         self.seed = seed
         self.epoch = 0
@@ -140,22 +135,21 @@ class TrainingMeasurements:
             self._generators[key] = generator.manual_seed(epoch_seed(self.seed, self.epoch))
         return self._generators[key]
 
-    def __call__(self, measurement, clean):
-        """Training pair for one batch.
+    def __call__(self, clean):
+        """Training pair for one batch: the (transformed) clean images, measured afresh.
 
         Parameters
         ----------
-        measurement : torch.Tensor of shape (N, C, H', W')
         clean : torch.Tensor of shape (N, C, H, W)
 
         Returns
         -------
-        measurement, clean : tensors of the same shapes
+        measurement : torch.Tensor of shape (N, C, H', W')
+        clean : torch.Tensor of shape (N, C, H, W)
         codes : torch.Tensor of shape (N,)
             The dihedral transform applied to each sample (zeros without augmentation).
         """
         generator = self.generator(clean.device)
-        residual = None if self.noise_std is None else measurement - self.operator(clean)
         codes = torch.zeros(clean.shape[0], dtype=torch.long, device=clean.device)
         if self.augment:
             n_codes = 8 if clean.shape[2] == clean.shape[3] else 4
@@ -164,16 +158,11 @@ class TrainingMeasurements:
             if n_codes == 4:
                 codes = torch.tensor([0, 2, 4, 6], device=clean.device)[codes]
             clean = dihedral(clean, codes)
-            if residual is not None:
-                residual = dihedral(residual, codes)
         measured = self.operator(clean)
-        std = self.estimated_std if self.noise_std is None else self.noise_std
-        if residual is not None:
-            measured = measured + residual
-        if std > 0:
+        if self.noise_std > 0:
             noise = torch.randn(measured.shape, generator=generator, device=measured.device,
                                 dtype=measured.dtype)
-            measured = measured + std * noise
+            measured = measured + self.noise_std * noise
         return measured, clean, codes
 
 
@@ -345,7 +334,7 @@ class EquilibriumNet(NeuralNetRegressor):
         clean = clean.to(self.device)
         codes = torch.zeros_like(index)
         if self.training_measurements is not None:
-            measurement, clean, codes = self.training_measurements(measurement, clean)
+            measurement, clean, codes = self.training_measurements(clean)
         layer = self.module_.layer
         # JFB's differentiable step also serves the Jacobian penalty: one evaluation, one graph
         share = self.jacobian_penalty > 0 and isinstance(layer.gradient, JFB)

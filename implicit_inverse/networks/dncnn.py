@@ -27,6 +27,9 @@ class DnCNN(nn.Module):
         Feature channels of the hidden layers (24 runs much faster than 32 on small CPUs).
     channels : int, default 1
         Image channels C.
+    extra_inputs : int, default 0
+        Additional input channels concatenated to the image by the caller (for example a noise
+        level map); the output keeps ``channels`` channels.
     kernel_size : int, default 3
         Odd convolution size.
     spectral_norm : bool, default False
@@ -41,22 +44,25 @@ class DnCNN(nn.Module):
 
     Notes
     -----
-    Input and output are shaped (N, channels, H, W).
+    Input is shaped (N, channels + extra_inputs, H, W), output (N, channels, H, W).
     """
 
     def __init__(self, depth=6, width=24, channels=1, kernel_size=3, spectral_norm=False,
-                 zero_output=True):
+                 zero_output=True, extra_inputs=0):
         super().__init__()
         _check_positive_int(depth, "depth")
         _check_positive_int(width, "width")
         _check_positive_int(channels, "channels")
         _check_positive_int(kernel_size, "kernel_size")
+        if isinstance(extra_inputs, bool) or not isinstance(extra_inputs, numbers.Integral) \
+                or extra_inputs < 0:
+            raise ValueError(f"extra_inputs must be an integer >= 0, got {extra_inputs!r}")
         if depth < 2:
             raise ValueError(f"depth must be >= 2, got {depth}")
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         self.channels = channels
-        sizes = [channels] + [width] * (depth - 1) + [channels]
+        sizes = [channels + extra_inputs] + [width] * (depth - 1) + [channels]
         layers = []
         for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             conv = nn.Conv2d(n_in, n_out, kernel_size, padding=kernel_size // 2,
@@ -74,7 +80,7 @@ class DnCNN(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, x):
-        """Residual image R(x), shaped like ``x`` (N, C, H, W)."""
+        """Residual image R(x), shaped (N, channels, H, W)."""
         return self.body(x)
 
     def lipschitz_bound(self):

@@ -53,24 +53,26 @@ class MixedPrecision(nn.Module):
         self.dtype = dtype
         self.inference = inference
 
-    def forward(self, x):
-        """``module(x)`` computed under autocast, returned with ``x``'s dtype.
+    def forward(self, x, *args):
+        """``module(x, *args)`` computed under autocast, returned with ``x``'s dtype.
 
         Parameters
         ----------
         x : torch.Tensor of shape (N, C, H, W)
+        *args
+            Further inputs of the module (a denoiser's noise level).
 
         Returns
         -------
         torch.Tensor of shape (N, C, H, W), dtype of ``x``
         """
         if not (self.training or self.inference):
-            return self.module(x)
+            return self.module(x, *args)
         device_type = x.device.type
         if self.dtype == torch.float16 and device_type != "cuda":
             raise ValueError("float16 autocast needs a CUDA device; use bfloat16 on the CPU")
         with torch.autocast(device_type=device_type, dtype=self.dtype):
-            output = self.module(x)
+            output = self.module(x, *args)
         return output.to(x.dtype)
 
     def extra_repr(self):

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import atomic_write
+from .files import atomic_write
 
 __all__ = ["EXTENSIONS", "FORMATS", "MAX_PIXELS", "ImageFileError", "ImageInfo", "list_images",
            "probe_image", "read_image", "write_image"]

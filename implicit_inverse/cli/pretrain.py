@@ -1,0 +1,114 @@
+"""``implicit-inverse pretrain``: train a denoising prior on photos and write a prior file."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from ._common import (CommandError, add_device_option, add_max_pixels_option,
+                      add_threads_option, check_device, nonnegative_int, positive_int, say)
+
+LUMINANCE = (0.2125, 0.7154, 0.0721)
+"""ITU-R 709 weights of the luminance plane (as ``skimage.color.rgb2gray``)."""
+
+
+def add_parser(commands):
+    pretrain = commands.add_parser(
+        "pretrain", help="train a grayscale denoising prior on photos (resumable)",
+        description="Train a noise-level-conditioned DnCNN denoiser on random crops of photos "
+                    "(flips, quarter turns, Gaussian noise of std uniform in [0, --sigma-max]) "
+                    "and write it as a prior file (data only, loaded without unpickling) for "
+                    "'restore --prior FILE' or ImplicitRegressor(regularizer=...). Without "
+                    "PHOTO, trains on scikit-image's bundled photos except camera and coffee "
+                    "(held out for evaluation). After every epoch the state is saved in "
+                    "--checkpoint; running the command again with the same folder continues up "
+                    "to --epochs.")
+    pretrain.add_argument("photos", nargs="*", metavar="PHOTO",
+                          help="PNG, JPEG or TIFF files or folders (colour photos are used as "
+                               "luminance and as each channel); default: the bundled photos")
+    pretrain.add_argument("--out", required=True, metavar="FILE", help="prior file to write")
+    pretrain.add_argument("--checkpoint", required=True, metavar="DIR",
+                          help="folder of the resumable training state")
+    pretrain.add_argument("--depth", type=positive_int, default=12, metavar="D",
+                          help="convolutions of the DnCNN (default: 12)")
+    pretrain.add_argument("--width", type=positive_int, default=32, metavar="W",
+                          help="channels of its hidden layers (default: 32)")
+    pretrain.add_argument("--epochs", type=positive_int, default=300, metavar="E",
+                          help="total epochs, counting those in --checkpoint (default: 300)")
+    pretrain.add_argument("--crops-per-epoch", type=positive_int, default=2048, metavar="N",
+                          help="crops drawn per epoch (default: 2048)")
+    pretrain.add_argument("--crop", type=positive_int, default=48, metavar="PX",
+                          help="side of the square crops (default: 48)")
+    pretrain.add_argument("--batch-size", type=positive_int, default=32, metavar="B",
+                          help="crops per optimizer step (default: 32)")
+    pretrain.add_argument("--sigma-max", type=float, default=0.1, metavar="STD",
+                          help="largest training noise std (default: 0.1)")
+    pretrain.add_argument("--seed", type=nonnegative_int, default=0, metavar="S",
+                          help="seed of the crops, noise and initialisation (default: 0)")
+    pretrain.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    add_device_option(pretrain)
+    add_max_pixels_option(pretrain)
+    add_threads_option(pretrain)
+    pretrain.set_defaults(handler=run)
+    return pretrain
+
+
+def training_planes_of(photos, max_pixels):
+    """Grayscale planes of the given photo files (luminance, and each channel of colour ones).
+
+    Parameters
+    ----------
+    photos : list of str
+    max_pixels : int
+
+    Returns
+    -------
+    list of ndarray of shape (H, W), float32
+    """
+    from ..data.image_files import list_images, read_image
+
+    planes = []
+    for path in list_images(photos):
+        pixels, info = read_image(path, max_pixels=max_pixels)
+        colour = pixels[:info.colour_channels]
+        if colour.shape[0] == 3:
+            planes.append(np.tensordot(LUMINANCE, colour, axes=1))
+        planes.extend(np.ascontiguousarray(channel) for channel in colour)
+    return [plane.astype(np.float32) for plane in planes]
+
+
+def run(args):
+    """Train (or continue) the prior, then write it to ``--out``."""
+    from ..data.photos import training_planes
+    from ..networks.priors import save_prior_file
+    from ..training.denoiser import model_card, pretrain_denoiser
+
+    if not 0 < args.sigma_max <= 1:
+        raise CommandError(f"--sigma-max must be in (0, 1], got {args.sigma_max}")
+    target = Path(args.out)
+    if target.is_dir():
+        raise CommandError(f"--out {str(target)!r} is a folder; give a file name")
+    if target.exists() and not args.force:
+        raise CommandError(f"{str(target)!r} already exists; pass --force to overwrite it")
+    planes = training_planes_of(args.photos, args.max_pixels) if args.photos \
+        else training_planes()
+    small = [plane.shape for plane in planes if min(plane.shape) < args.crop]
+    if small:
+        raise CommandError(f"--crop {args.crop} is larger than photos of shapes {small}")
+    device = check_device(args.device)
+    say(f"Training a DnCNN {args.depth}x{args.width} denoiser on {len(planes)} grayscale "
+        f"planes ({args.crop}px crops, noise std 0-{args.sigma_max:g}), up to {args.epochs} "
+        f"epochs; state in {args.checkpoint}")
+    sigma_range = (0.0, args.sigma_max)
+    net = pretrain_denoiser(planes, args.checkpoint, depth=args.depth, width=args.width,
+                            epochs=args.epochs, crops_per_epoch=args.crops_per_epoch,
+                            crop=args.crop, batch_size=args.batch_size,
+                            sigma_range=sigma_range, seed=args.seed, device=device)
+    hardware = f"{platform.processor() or platform.machine()}, device {device}"
+    card = model_card(net, crop=args.crop, batch_size=args.batch_size, sigma_range=sigma_range,
+                      hardware=hardware)
+    save_prior_file(target, net.module_, card)
+    say(f"Wrote {target}: {card['epochs']} epochs, {card['optimizer_steps']} optimizer steps, "
+        f"final training loss {card['final_train_loss']:.3g}")

@@ -1,0 +1,131 @@
+"""Choosing a plug-and-play map's data weight ``lam`` and denoiser strength ``sigma``.
+
+For measurements with noise of std ``s``, half-quadratic splitting of
+``||A x - d||^2 / (2 s^2) + phi(x)`` gives the proximal map of
+:class:`~implicit_inverse.equilibrium.ProximalStep` with ``sigma = s / sqrt(lam)``: one free
+number. :func:`calibrate_prior` tries the denoiser strengths ``sigma = factor * s`` of
+:data:`SIGMA_FACTORS` (so ``lam = 1 / factor^2``), solves a few measured images with each, and
+keeps the one of the highest PSNR.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..equilibrium import Anderson, ProximalStep
+from ..metrics import psnr
+
+SIGMA_FACTORS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+"""Denoiser strengths tried, as multiples of the measurement noise std."""
+MIN_NOISE = 2e-3
+"""Noise std assumed for (nearly) noiseless measurements: the prior is never switched off."""
+MAX_SIGMA = 0.1
+"""Largest denoiser strength tried (the top of the shipped priors' training range)."""
+CALIBRATION_ITERATIONS = 40
+
+
+def prior_settings(noise_std, factor):
+    """``(lam, sigma)`` of the proximal map for a noise std and a strength factor.
+
+    Parameters
+    ----------
+    noise_std : float
+    factor : float
+        ``sigma / noise_std`` (before the limits below).
+
+    Returns
+    -------
+    lam, sigma : float
+        ``sigma = min(factor * max(noise_std, MIN_NOISE), MAX_SIGMA)`` and
+        ``lam = (max(noise_std, MIN_NOISE) / sigma)^2``.
+    """
+    noise = max(float(noise_std), MIN_NOISE)
+    sigma = min(factor * noise, MAX_SIGMA)
+    return (noise / sigma) ** 2, sigma
+
+
+def sigma_for_lam(noise_std, lam):
+    """The denoiser strength that :func:`prior_settings` pairs with ``lam``.
+
+    Parameters
+    ----------
+    noise_std, lam : float
+
+    Returns
+    -------
+    float
+        ``max(noise_std, MIN_NOISE) / sqrt(lam)``, at most :data:`MAX_SIGMA`.
+    """
+    return min(max(float(noise_std), MIN_NOISE) / math.sqrt(lam), MAX_SIGMA)
+
+
+def calibrate_prior(operator, denoiser, measurements, clean, noise_std,
+                    factors=SIGMA_FACTORS):
+    """The ``(lam, sigma)`` of :func:`prior_settings` that restores ``measurements`` best.
+
+    Parameters
+    ----------
+    operator : LinearOperator
+    denoiser : torch.nn.Module
+        ``D(x, sigma)``.
+    measurements : torch.Tensor of shape (n, C, H', W')
+        A few measurements (four 64x64 crops are enough and take seconds).
+    clean : torch.Tensor of shape (n, C, H, W)
+    noise_std : float
+        Noise std of ``measurements``.
+    factors : sequence of float
+
+    Returns
+    -------
+    lam, sigma : float
+    scores : dict
+        Mean PSNR (dB) of each factor tried.
+    """
+    solver = Anderson()
+    scores = {}
+    was_training = denoiser.training
+    denoiser.eval()
+    try:
+        with torch.no_grad():
+            for factor in factors:
+                lam, sigma = prior_settings(noise_std, factor)
+                step = ProximalStep(operator, denoiser, lam=lam, sigma=sigma)
+                restored, _ = solver.solve(lambda x, index, step=step: step(x, measurements[index]),
+                                           step.initial_point(measurements),
+                                           CALIBRATION_ITERATIONS, 1e-4, warn=False)
+                scores[factor] = psnr(clean.numpy(), restored.clamp(0, 1).numpy())
+    finally:
+        denoiser.train(was_training)
+    best = max(scores, key=lambda factor: (scores[factor], -factor))
+    lam, sigma = prior_settings(noise_std, best)
+    return lam, sigma, {float(k): float(v) for k, v in scores.items()}
+
+
+def calibration_crops(n=4, size=64, seed=0):
+    """Clean crops of the shipped priors' own training photos (never a held-out photo).
+
+    Used by ``from_pretrained``, which has no data of the user's.
+
+    Parameters
+    ----------
+    n, size : int
+    seed : int
+
+    Returns
+    -------
+    torch.Tensor of shape (n, 1, size, size), float32
+    """
+    from ..data.photos import load_photo
+
+    rng = np.random.default_rng(seed)
+    names = ("astronaut", "chelsea", "rocket", "brick", "clock", "page")
+    crops = []
+    for index in range(n):
+        photo = load_photo(names[index % len(names)])
+        top = rng.integers(photo.shape[0] - size + 1)
+        left = rng.integers(photo.shape[1] - size + 1)
+        crops.append(photo[top:top + size, left:left + size])
+    return torch.from_numpy(np.stack(crops)[:, None].copy())

@@ -1,0 +1,199 @@
+"""Training a :class:`NoiseLevelDenoiser` as a prior: random noisy crops, skorch, resumable.
+
+Every epoch draws fresh crops (a pure function of the seed, the epoch and the item index, so a
+resumed run sees what an uninterrupted one would), with the eight flips and quarter turns and a
+noise level drawn uniformly from ``sigma_range`` per crop. The skorch net keeps the loop,
+progress bar and checkpoint (parameters, optimizer and history after every epoch); calling
+:func:`pretrain_denoiser` again with the same checkpoint folder continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from skorch import NeuralNetRegressor
+from skorch.callbacks import Callback, Checkpoint, ProgressBar
+from torch import nn
+
+from ..data.photos import TRAINING_PHOTOS
+from ..networks.denoiser import NoiseLevelDenoiser
+
+
+class NoisyCrops(torch.utils.data.Dataset):
+    """Random noisy crops of grayscale planes, as skorch items ``({"x", "sigma"}, clean)``.
+
+    Parameters
+    ----------
+    planes : sequence of ndarray of shape (H, W)
+        Training images in [0, 1], each at least ``crop`` pixels on both sides.
+    weights : sequence of float or None
+        Sampling weight of each plane (None: uniform).
+    crop : int
+        Side of the square crops.
+    sigma_range : (float, float)
+        Noise standard deviations drawn uniformly per crop.
+    length : int
+        Crops per epoch.
+    seed : int
+        Seed of the crop positions, augmentations and noise.
+
+    Notes
+    -----
+    Items are ``x`` (1, crop, crop) float32, ``sigma`` a 0-d float32 tensor, and the clean crop
+    (1, crop, crop). :meth:`set_epoch` changes the draws from one epoch to the next.
+    """
+
+    def __init__(self, planes, weights, crop, sigma_range, length, seed):
+        self.planes = list(planes)
+        small = [plane.shape for plane in self.planes if min(plane.shape) < crop]
+        if small:
+            raise ValueError(f"crop={crop} is larger than training images of shapes {small}")
+        weights = np.ones(len(self.planes)) if weights is None else np.asarray(weights, float)
+        self.probabilities = weights / weights.sum()
+        self.crop, self.sigma_range = crop, tuple(sigma_range)
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def set_epoch(self, epoch):
+        """Draw the crops of ``epoch`` (0-based)."""
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        plane = self.planes[rng.choice(len(self.planes), p=self.probabilities)]
+        top = rng.integers(plane.shape[0] - self.crop + 1)
+        left = rng.integers(plane.shape[1] - self.crop + 1)
+        clean = plane[top:top + self.crop, left:left + self.crop]
+        clean = np.rot90(clean, k=rng.integers(4))
+        if rng.random() < 0.5:
+            clean = clean[:, ::-1]
+        clean = np.ascontiguousarray(clean, dtype=np.float32)[None]
+        sigma = np.float32(rng.uniform(*self.sigma_range))
+        noisy = clean + sigma * rng.standard_normal(clean.shape, dtype=np.float32)
+        return {"x": torch.from_numpy(noisy), "sigma": torch.tensor(sigma)}, \
+            torch.from_numpy(clean)
+
+
+class _SetEpochAndRate(Callback):
+    """At each epoch start: the dataset's epoch, and the learning rate of the step schedule
+    (``lr`` until ``decay_at`` of the planned epochs, then ``lr / 10``), both from the history,
+    so that a resumed run continues the same schedule."""
+
+    def __init__(self, lr, decay_epoch):
+        self.lr, self.decay_epoch = lr, decay_epoch
+
+    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
+        epoch = len(net.history) - 1
+        dataset_train.set_epoch(epoch)
+        rate = self.lr if epoch < self.decay_epoch else self.lr / 10
+        for group in net.optimizer_.param_groups:
+            group["lr"] = rate
+
+
+class _Seconds(Callback):
+    """Record each epoch's wall time in the history (``"seconds"``), for the model card."""
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.start_ = time.perf_counter()
+
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record("seconds", time.perf_counter() - self.start_)
+
+
+def pretrain_denoiser(planes, checkpoint_dir, *, depth=12, width=32, epochs=100,
+                      crops_per_epoch=2048, crop=48, batch_size=32, sigma_range=(0.0, 0.1),
+                      lr=1e-3, decay_at=0.8, weights=None, seed=0, device="cpu",
+                      progress=True):
+    """Train (or continue training) a grayscale :class:`NoiseLevelDenoiser` on ``planes``.
+
+    Parameters
+    ----------
+    planes : sequence of ndarray of shape (H, W)
+        Clean grayscale training images in [0, 1] (never held-out evaluation photos).
+    checkpoint_dir : str or Path
+        Folder of the resumable checkpoint (``params.pt``, ``optimizer.pt``, ``history.json``),
+        written after every epoch; an existing checkpoint is continued up to ``epochs``.
+    depth, width : int
+        The DnCNN body.
+    epochs : int
+        Total epochs, counting those already in the checkpoint.
+    crops_per_epoch, crop, batch_size : int
+        Crops drawn per epoch, their side, and the batch size.
+    sigma_range : (float, float)
+        Range of the training noise levels.
+    lr : float
+        Adam's learning rate, divided by 10 after ``decay_at`` of the epochs.
+    weights : sequence of float or None
+        Sampling weight of each plane.
+    seed : int
+    device : str
+        "cpu" or "cuda".
+    progress : bool
+        One skorch progress bar per epoch.
+
+    Returns
+    -------
+    net : skorch.NeuralNetRegressor
+        ``net.module_`` is the trained denoiser; ``net.history`` its per-epoch loss and seconds.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    dataset = NoisyCrops(planes, weights, crop, sigma_range, crops_per_epoch, seed)
+    callbacks = [("schedule", _SetEpochAndRate(lr, int(decay_at * epochs))),
+                 ("seconds", _Seconds()),
+                 ("checkpoint", Checkpoint(monitor=None, dirname=str(checkpoint_dir),
+                                           f_params="params.pt", f_optimizer="optimizer.pt",
+                                           f_history="history.json", f_criterion=None,
+                                           load_best=False))]
+    if progress:
+        callbacks.append(("progress", ProgressBar()))
+    torch.manual_seed(seed)
+    net = NeuralNetRegressor(
+        NoiseLevelDenoiser, module__depth=depth, module__width=width, module__channels=1,
+        criterion=nn.MSELoss, optimizer=torch.optim.Adam, lr=lr, batch_size=batch_size,
+        iterator_train__shuffle=False, train_split=None, device=device, callbacks=callbacks,
+        max_epochs=epochs)
+    net.initialize()
+    if (checkpoint_dir / "params.pt").exists():
+        net.load_params(f_params=checkpoint_dir / "params.pt",
+                        f_optimizer=checkpoint_dir / "optimizer.pt",
+                        f_history=checkpoint_dir / "history.json")
+    remaining = epochs - len(net.history)
+    if remaining > 0:
+        net.partial_fit(dataset, None, epochs=remaining)
+    return net
+
+
+def model_card(net, *, crop, batch_size, sigma_range, hardware):
+    """The training facts stored beside the weights (plain values).
+
+    Parameters
+    ----------
+    net : skorch.NeuralNetRegressor
+        As returned by :func:`pretrain_denoiser`.
+    crop, batch_size : int
+    sigma_range : (float, float)
+    hardware : str
+
+    Returns
+    -------
+    dict
+    """
+    history = net.history
+    steps = int(sum(history[:, "train_batch_count"])) if len(history) else 0
+    return {
+        "data": "scikit-image sample photos " + ", ".join(TRAINING_PHOTOS)
+                + " (luminance and each colour channel); camera and coffee held out",
+        "recipe": f"random {crop}x{crop} crops, flips and quarter turns, Gaussian noise of std "
+                  f"uniform in [{sigma_range[0]}, {sigma_range[1]}], MSE, Adam, "
+                  f"batch {batch_size}, learning rate / 10 for the last epochs",
+        "epochs": len(history),
+        "optimizer_steps": steps,
+        "final_train_loss": float(history[-1, "train_loss"]) if len(history) else None,
+        "wall_seconds": float(sum(history[:, "seconds"])) if len(history) else 0.0,
+        "hardware": hardware,
+    }
