@@ -1,4 +1,6 @@
-"""``implicit-inverse restore``: deblur photos of any size with a trained model.
+"""``implicit-inverse restore``: deblur photos of any size with a trained model or, without
+``--model``, with the shipped pretrained prior (no training: ``--kernel`` and ``--noise`` say
+what to undo).
 
 Channels: a grayscale model restores each of R, G and B of a colour photo as a grayscale image
 (the blur acts on every channel alike, so each channel is a grayscale measurement; correlations
@@ -14,27 +16,37 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import (CommandError, add_device_option, add_max_pixels_option,
-                      add_threads_option, check_device, check_photos, kernel_description,
-                      load_model, plan_outputs, progress, say)
+from ._common import (KERNEL_HELP, CommandError, add_device_option, add_max_pixels_option,
+                      add_threads_option, blur_operator, check_device, check_photos,
+                      kernel_description, load_model, nonnegative_float, plan_outputs, progress,
+                      say)
 
 
 def add_parser(commands):
     restore = commands.add_parser(
-        "restore", help="deblur photos with a trained model",
-        description="Restore each photo (any size; PNG, JPEG or TIFF, 8 or 16 bits, grayscale "
-                    "or RGB) with the model's blur and write it to --out under the same name, "
-                    "in the same format and bit depth, with one line per photo: its size and "
-                    "the fixed-point statistics (mean iterations, share of solves that "
-                    "converged). A grayscale model restores R, G and B one at a time; an RGB "
-                    "model restores a grayscale photo as gray RGB and writes the channels' "
-                    "mean; alpha is copied. Every photo is checked before anything is written; "
-                    "each output is written beside its target, then renamed.")
+        "restore", help="deblur photos with a trained model or the shipped prior",
+        description='Restore each photo (any size; PNG, JPEG or TIFF, 8 or 16 bits, grayscale or '
+                    "RGB) with the model's blur (or, without --model, with the shipped pretrained "
+                    'prior for --kernel and --noise, no training) and write it to --out under the '
+                    'same name, in the same format and bit depth, with one line per photo: its size'
+                    ' and the fixed-point statistics (mean iterations, share of solves that '
+                    'converged). A grayscale model restores R, G and B one at a time; an RGB model '
+                    "restores a grayscale photo as gray RGB and writes the channels' mean; alpha is"
+                    ' copied. Every photo is checked before anything is written; each output is '
+                    'written beside its target, then renamed.')
     restore.add_argument("photos", nargs="+", metavar="PHOTO",
                          help="PNG, JPEG or TIFF files, or folders of them")
-    restore.add_argument("--model", required=True, metavar="PATH",
+    restore.add_argument("--model", metavar="PATH",
                          help="a model file written by 'train', 'demo' or "
-                              "ImplicitRegressor.save")
+                              "ImplicitRegressor.save (default: the shipped prior, zero-shot)")
+    restore.add_argument("--kernel", metavar="SPEC",
+                         help=f"without --model: the blur to undo, {KERNEL_HELP}")
+    restore.add_argument("--noise", type=nonnegative_float, metavar="STD",
+                         help="without --model: the photos' noise std, pixel values in [0, 1]")
+    restore.add_argument("--boundary", choices=("circular", "zero"), default="circular",
+                         help="without --model: the blur's boundary (default: circular)")
+    restore.add_argument("--prior", metavar="NAME", default=None,
+                         help="without --model: a shipped prior (default: the default prior)")
     restore.add_argument("--out", required=True, metavar="DIR",
                          help="output folder, created if needed")
     restore.add_argument("--force", action="store_true",
@@ -44,6 +56,35 @@ def add_parser(commands):
     add_threads_option(restore)
     restore.set_defaults(handler=run)
     return restore
+
+
+def zero_shot_estimator(args, device):
+    """The shipped prior for ``--kernel``, ``--noise`` (and ``--prior``), calibrated for them.
+
+    Returns
+    -------
+    estimator : ImplicitDeblurRegressor
+        From :meth:`~implicit_inverse.ImplicitRegressor.from_pretrained` (grayscale: colour
+        photos are restored channel by channel).
+    description : str
+    """
+    from ..estimators import ImplicitDeblurRegressor
+
+    if args.kernel is None or args.noise is None:
+        raise CommandError("without --model, give --kernel SPEC and --noise STD (the blur and "
+                           "noise of the photos) to restore them with the shipped prior")
+    operator = blur_operator(args.kernel, args.boundary)
+    try:
+        estimator = ImplicitDeblurRegressor.from_pretrained(
+            operator=operator, noise_std=args.noise, name=args.prior, device=device)
+    except ValueError as error:
+        if args.prior is None:
+            raise
+        raise CommandError(f"--prior: {error}") from None
+    description = (f"pretrained prior {args.prior or 'default'}, kernel {args.kernel}, "
+                   f"{args.boundary} boundary, lam {estimator.lam_:.3g}, "
+                   f"denoiser sigma {estimator.prior_sigma_:.3g}")
+    return estimator, description
 
 
 def use_device(estimator, device):
@@ -92,14 +133,21 @@ def run(args):
     """Restore each photo and write it to ``--out``."""
     from ..data.image_files import read_image, write_image
 
-    model = load_model(args.model)
-    estimator = model.estimator
-    use_device(estimator, check_device(args.device))
+    device = check_device(args.device)
+    if args.model is not None:
+        if args.kernel is not None or args.noise is not None or args.prior is not None:
+            raise CommandError("--kernel, --noise and --prior are for restoring without "
+                               "--model: a model file carries its own blur and noise level")
+        model = load_model(args.model)
+        estimator, description = model.estimator, kernel_description(model)
+        use_device(estimator, device)
+    else:
+        estimator, description = zero_shot_estimator(args, device)
     files = check_photos(args.photos, args.max_pixels, estimator.operator_)
     targets = plan_outputs(files, args.out, args.force)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     kind = "grayscale" if estimator.n_channels_ == 1 else "RGB"
-    say(f"Restoring {len(files)} photo(s) with a {kind} model ({kernel_description(model)}, "
+    say(f"Restoring {len(files)} photo(s) with a {kind} model ({description}, "
         f"noise std {estimator.noise_std_:.3g})")
     for source, target in progress(list(zip(files, targets)), "restore"):
         start = time.perf_counter()
