@@ -25,15 +25,15 @@ from ._common import (KERNEL_HELP, CommandError, add_device_option, add_max_pixe
 def add_parser(commands):
     restore = commands.add_parser(
         "restore", help="deblur photos with a trained model or the shipped prior",
-        description='Restore each photo (any size; PNG, JPEG or TIFF, 8 or 16 bits, grayscale or '
+        description="Restore each photo (any size; PNG, JPEG or TIFF, 8 or 16 bits, grayscale or "
                     "RGB) with the model's blur (or, without --model, with the shipped pretrained "
-                    'prior for --kernel and --noise, no training) and write it to --out under the '
-                    'same name, in the same format and bit depth, with one line per photo: its size'
-                    ' and the fixed-point statistics (mean iterations, share of solves that '
-                    'converged). A grayscale model restores R, G and B one at a time; an RGB model '
+                    "prior for --kernel and --noise, no training) and write it to --out under the "
+                    "same name, in the same format and bit depth, with one line per photo: its size"
+                    " and the fixed-point statistics (mean iterations, share of solves that "
+                    "converged). A grayscale model restores R, G and B one at a time; an RGB model "
                     "restores a grayscale photo as gray RGB and writes the channels' mean; alpha is"
-                    ' copied. Every photo is checked before anything is written; each output is '
-                    'written beside its target, then renamed.')
+                    " copied. Every photo is checked before anything is written; each output is "
+                    "written beside its target, then renamed.")
     restore.add_argument("photos", nargs="+", metavar="PHOTO",
                          help="PNG, JPEG or TIFF files, or folders of them")
     restore.add_argument("--model", metavar="PATH",
