@@ -305,3 +305,35 @@ def test_from_pretrained_fine_tunes_with_warm_start_and_partial_fit(zero_shot):
     assert any(not torch.equal(a, b) for a, b in zip(before, est.regularizer_.parameters()))
     est.partial_fit(X, clean)
     assert est.n_iter_ == 2
+
+
+# -- the command line ---------------------------------------------------------------------------
+def test_restore_without_a_model_uses_the_shipped_prior(tmp_path, capsys):
+    from implicit_inverse.data.image_files import read_image
+    photo = tmp_path / "photo.png"
+    pixels = np.random.default_rng(0).random((3, 20, 24), dtype=np.float32)
+    write_image(photo, pixels, ImageInfo("PNG", 8, 3, 20, 24))
+    out = tmp_path / "out"
+    assert main(["restore", str(photo), "--kernel", "disk:1", "--noise", "0.02", "--out",
+                 str(out)]) == 0
+    assert "pretrained prior default" in capsys.readouterr().out
+    restored, info = read_image(out / "photo.png")
+    assert restored.shape == (3, 20, 24) and info.bit_depth == 8
+    assert main(["restore", str(photo), "--out", str(tmp_path / "o2")]) == 2
+    assert "--kernel SPEC and --noise STD" in capsys.readouterr().err
+    assert main(["restore", str(photo), "--kernel", "disk:1", "--noise", "0.02", "--prior",
+                 "nope", "--out", str(tmp_path / "o3")]) == 2
+    assert "available priors" in capsys.readouterr().err
+    assert not (tmp_path / "o3").exists()
+
+
+def test_train_from_pretrained_fine_tunes_the_prior(tmp_path, capsys):
+    model = tmp_path / "model.pt"
+    assert main(["train", "--data", "patches", "--n-images", "4", "--size", "16", "--kernel",
+                 "disk:1", "--noise", "0.02", "--from-pretrained", "--epochs", "1",
+                 "--max-iter", "10", "--model", str(model)]) == 0
+    assert model.exists()
+    assert main(["train", "--data", "patches", "--n-images", "4", "--size", "16", "--kernel",
+                 "disk:1", "--from-pretrained", "nope", "--epochs", "1",
+                 "--model", str(tmp_path / "other.pt")]) == 2
+    assert "--from-pretrained: unknown prior 'nope'" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from pathlib import Path
 from ._common import (KERNEL_HELP, CommandError, add_device_option, add_max_pixels_option,
                       add_threads_option, blur_operator, check_device, image_size,
                       nonnegative_float, nonnegative_int, positive_int, save_model)
-from .demo import DEMO_KERNEL, DEMO_NOISE, N_TEST_FACES, N_TRAIN_PATCHES, fit_implicit, subset
+from .demo import DEMO_KERNEL, DEMO_NOISE, N_TEST_FACES, N_TRAIN_PATCHES, subset
 
 DEFAULT_PATCH = 64
 DEFAULT_PATCHES_PER_IMAGE = 4
@@ -52,6 +52,11 @@ def add_parser(commands):
     train.add_argument("--gradient", choices=("jfb", "exact"), default="jfb",
                        help="gradient of the fixed point: Jacobian-free (jfb) or implicit "
                             "(exact) (default: jfb)")
+    train.add_argument("--from-pretrained", nargs="?", const="default", default=None,
+                       metavar="PRIOR",
+                       help="fine-tune a shipped denoising prior (plug-and-play map, calibrated "
+                            "for --kernel and --noise) instead of training from scratch; PRIOR "
+                            "names one (default: the default prior)")
     train.add_argument("--epochs", type=positive_int, default=None, metavar="N",
                        help="training epochs, passes over the data (default: the estimator's "
                             "max_epochs, 40)")
@@ -111,6 +116,28 @@ def _estimator_params(args):
     return params
 
 
+def new_estimator(args, operator, device, channels=1, **params):
+    """The estimator to train: from scratch, or around a shipped prior (``--from-pretrained``).
+
+    From a prior, ``noise_std`` is ``--noise`` (every batch is measured afresh with it) and
+    training continues the prior (``warm_start``); from scratch, the noise is estimated from the
+    training pairs.
+    """
+    from ..estimators import ImplicitDeblurRegressor
+
+    common = dict(gradient=args.gradient, device=device, random_state=args.seed, verbose=1,
+                  **params)
+    if args.from_pretrained is None:
+        return ImplicitDeblurRegressor(operator=operator, **common)
+    name = None if args.from_pretrained == "default" else args.from_pretrained
+    try:
+        return ImplicitDeblurRegressor.from_pretrained(
+            operator=operator, noise_std=args.noise, name=name, channels=channels,
+            warm_start=True, **common)
+    except ValueError as error:
+        raise CommandError(f"--from-pretrained: {error}") from None
+
+
 def run(args):
     """Fit a deblurring model and save it with its metadata."""
     model = Path(args.model)
@@ -146,7 +173,8 @@ def run(args):
 def _metadata(args, spec, estimator, **extra):
     return {"command": "train", "data": str(args.data), "kernel": spec,
             "boundary": args.boundary, "noise": float(args.noise), "seed": int(args.seed),
-            "gradient": args.gradient, "epochs": len(estimator.history), **extra}
+            "gradient": args.gradient, "epochs": len(estimator.history),
+            "from_pretrained": args.from_pretrained, **extra}
 
 
 def _train_on_arrays(args, spec, device):
@@ -172,8 +200,9 @@ def _train_on_arrays(args, spec, device):
         print(f"Note: {ZERO_BOUNDARY_NOTE}")
     sys.stdout.flush()
     start = time.perf_counter()
-    estimator = fit_implicit(operator, X, clean, gradient=args.gradient, epochs=args.epochs,
-                             device=device, seed=args.seed, **_estimator_params(args))
+    options = {} if args.epochs is None else {"max_epochs": args.epochs}
+    estimator = new_estimator(args, operator, device, **options, **_estimator_params(args))
+    estimator.fit(X, clean)
     print(f"Trained {len(estimator.history)} epochs in {time.perf_counter() - start:.1f} s; "
           f"training PSNR {estimator.score(X, clean):.2f} dB")
     return estimator, _metadata(args, spec, estimator, size=size, color=False,
@@ -225,10 +254,9 @@ def _train_on_folder(args, spec, device):
     # noise_std="auto": every batch replaces the chunk's measurement noise by fresh noise of the
     # std estimated on the first chunk (that is, --noise); warm starts do not apply to crops
     # that change every epoch, so reuse_fixed_points is off.
-    estimator = ImplicitDeblurRegressor(
-        operator=operator, gradient=args.gradient, device=device, random_state=args.seed,
-        verbose=1, max_epochs=epochs * n_chunks, reuse_fixed_points=False,
-        **_estimator_params(args))
+    estimator = new_estimator(args, operator, device, channels=3 if args.color else 1,
+                              max_epochs=epochs * n_chunks, reuse_fixed_points=False,
+                              **_estimator_params(args))
     loader = torch.utils.data.DataLoader(patches, batch_size=chunk, shuffle=False)
     start = time.perf_counter()
     for epoch in range(epochs):

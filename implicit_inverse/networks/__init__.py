@@ -1,6 +1,7 @@
-"""Pluggable regularizers R_theta: any torch.nn.Module mapping images to same-shape images."""
+"""Regularizers ``R_theta`` and denoising priors: any torch.nn.Module mapping images to images."""
 
+from .denoiser import NoiseLevelDenoiser
 from .dncnn import DnCNN, TikhonovPlusNetwork
 from .precision import MixedPrecision
 
-__all__ = ["DnCNN", "MixedPrecision", "TikhonovPlusNetwork"]
+__all__ = ["DnCNN", "MixedPrecision", "NoiseLevelDenoiser", "TikhonovPlusNetwork"]
