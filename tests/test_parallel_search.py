@@ -46,7 +46,7 @@ def test_grid_search_on_dask_matches_n_jobs_1():
     operator, X, y = _tiny_problem()
     estimator = ImplicitDeblurRegressor(operator=operator, max_epochs=1, batch_size=4,
                                         max_iter=10, random_state=0, n_threads=1)
-    grid = {"eta": [0.5, 1.0], "noise_std": [0.0, 0.01]}
+    grid = {"eta": [0.5, 1.0], "noise_std": [0.005, 0.01]}
     sequential = GridSearchCV(estimator, grid, cv=2, n_jobs=1).fit(X, y)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
