@@ -5,9 +5,10 @@ faces 0-79 plus 600 natural 32x32 patches, testing on faces 80-99. Circular Gaus
 noise seeds. Two settings: (a) 9x9 blur, sigma 1.5, noise 0.01; (b) 5x5 blur, sigma 5, noise
 0.005.
 
-Rows: measurement, direct inverse, the three classical baselines each tuned by ``GridSearchCV``
-(3 folds, PSNR) on the training set (Tikhonov over ``lam``, Wiener over ``balance``, total
-variation over ``weight``), the default ``ImplicitDeblurRegressor`` (only ``operator`` given) and
+Rows: measurement, direct inverse, the three classical baselines tuned by
+``implicit_inverse.baselines.tune_strongest`` on the training set (``GridSearchCV``, PSNR, on its
+seeded subset of 64 pairs: Tikhonov over ``lam``, Wiener over ``balance``, total variation over
+``weight``, coarse to fine), the default ``ImplicitDeblurRegressor`` (only ``operator`` given) and
 the same with ``gradient="exact"``, both trained for at most ``--budget`` seconds (epochs run
 until the budget is spent or the default ``max_epochs`` is reached). Every implicit row is
 compared with the best classical row.
@@ -28,25 +29,19 @@ import platform
 import time
 import warnings
 
-import numpy as np
 import torch
-from sklearn.model_selection import GridSearchCV
 
-from implicit_inverse import (DirectInverseRegressor, ImplicitDeblurRegressor, TikhonovRegressor,
-                              TotalVariationRegressor, WienerRegressor)
+from implicit_inverse import DirectInverseRegressor, ImplicitDeblurRegressor
+from implicit_inverse.baselines import tune_strongest
 from implicit_inverse.datasets import train_test_faces
 from implicit_inverse.equilibrium import ConvergenceWarning
 from implicit_inverse.estimators import DivergenceError
-from implicit_inverse.estimators.classical import BALANCE_GRID
-from implicit_inverse.estimators.total_variation import TV_WEIGHT_GRID
-from implicit_inverse.metrics import psnr, psnr_scorer, ssim
+from implicit_inverse.metrics import psnr, ssim
 from implicit_inverse.operators import Blur, gaussian_kernel, make_measurements
 from implicit_inverse.plotting import plot_reconstructions, save_figure
 
 SETTINGS = {"a": (9, 1.5, 0.01), "b": (5, 5.0, 0.005)}
-CLASSICAL = [("Tikhonov", TikhonovRegressor, "lam", np.logspace(-4, 0, 17)),
-             ("Wiener", WienerRegressor, "balance", BALANCE_GRID),
-             ("TV", TotalVariationRegressor, "weight", TV_WEIGHT_GRID)]
+LABELS = {"tikhonov": "Tikhonov", "wiener": "Wiener", "tv": "TV"}
 
 
 def train_within_budget(estimator, X, y, budget):
@@ -87,14 +82,12 @@ def run_setting(name, budget, seed, gradients):
     direct = DirectInverseRegressor(operator).fit(X_train, train)
     rows.append(row("direct inverse", test, direct.predict(X_test), 0.0))
     classical = {}
-    for label, estimator, parameter, grid in CLASSICAL:
-        start = time.perf_counter()
-        search = GridSearchCV(estimator(operator), {parameter: list(grid)},
-                              scoring=psnr_scorer, cv=3).fit(X_train, train)
-        seconds = time.perf_counter() - start
-        classical[label] = search.best_estimator_.predict(X_test)
-        result = row(f"{label} ({parameter}={search.best_params_[parameter]:.2g}, "
-                     "GridSearchCV)", test, classical[label], seconds)
+    tuned, _ = tune_strongest(operator, X_train, train, random_state=seed)
+    for key, baseline in tuned.items():
+        label = LABELS[key]
+        classical[label] = baseline.estimator.predict(X_test)
+        result = row(f"{label} ({baseline.param}={baseline.value:.2g}, GridSearchCV)", test,
+                     classical[label], baseline.seconds)
         result["classical"] = True
         rows.append(result)
 

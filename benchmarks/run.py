@@ -7,13 +7,14 @@ Usage::
     python benchmarks/run.py gradients solvers  # some of them, by name
     python benchmarks/run.py gradients --quick --threads 2
 
-Names: gradients, solvers, peer, scaling, parallel (this folder's ``<name>.py``, ``peer`` is
-``peer_deepinv.py``, each called through its ``main(argv)``), and blur, layer, quality,
-time_to_quality, epoch_cost, predict_speed, jfb_memory, mixed_precision, folder_memory,
-photo_workflow (``blur`` is ``blur_fft_vs_conv.py``, ``layer`` ``implicit_layer.py``, the
-others their own file; run as subprocesses with arguments that match ``--quick``; a script that
-writes files gets ``--out``, ``--work`` and ``--figure`` in a fresh temporary folder). ``all``
-runs every one in that order.
+Names: gradients, solvers, peer, scaling, parallel, gpu (this folder's ``<name>.py``, ``peer``
+is ``peer_deepinv.py``, each called through its ``main(argv)``; ``gpu`` is the device check:
+``tests/test_gpu.py`` and throughput on CUDA when available, else on the CPU), and blur, layer,
+quality, time_to_quality, epoch_cost, predict_speed, jfb_memory, mixed_precision, folder_memory,
+photo_workflow, photo_quality (``blur`` is ``blur_fft_vs_conv.py``, ``layer``
+``implicit_layer.py``, the others their own file; run as subprocesses with arguments that match
+``--quick``; a script that writes files gets ``--out``, ``--work`` and ``--figure`` in a fresh
+temporary folder). ``all`` runs every one in that order.
 
 This module also holds the few helpers the benchmarks share (problem data, markdown tables, peak
 memory in a fresh subprocess), so that each benchmark file stays runnable on its own::
@@ -40,7 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # name -> module in this folder with main(argv) accepting --quick and --threads
 OWN = {"gradients": "gradients", "solvers": "solvers", "peer": "peer_deepinv",
-       "scaling": "scaling", "parallel": "parallel"}
+       "scaling": "scaling", "parallel": "parallel", "gpu": "gpu"}
 # name -> (file, arguments for --quick unless the script has its own --quick, arguments for a
 # full run); "--threads N" is appended when the script accepts it
 EXTERNAL = {
@@ -59,10 +60,11 @@ EXTERNAL = {
     "mixed_precision": ("mixed_precision.py", ["--epochs", "1", "--patches", "20"], []),
     "folder_memory": ("folder_memory.py", ["--counts", "4", "8", "--size", "64"], []),
     "photo_workflow": ("photo_workflow.py", ["--epochs", "1", "--patches-per-image", "1"], []),
+    "photo_quality": ("photo_quality.py", ["--quick"], []),
 }
-ORDER = ["gradients", "solvers", "peer", "scaling", "parallel", "blur", "layer", "quality",
+ORDER = ["gradients", "solvers", "peer", "scaling", "parallel", "gpu", "blur", "layer", "quality",
          "time_to_quality", "epoch_cost", "predict_speed", "jfb_memory", "mixed_precision",
-         "folder_memory", "photo_workflow"]
+         "folder_memory", "photo_workflow", "photo_quality"]
 
 
 # -- shared helpers ---------------------------------------------------------------------------

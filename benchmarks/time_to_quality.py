@@ -29,10 +29,9 @@ most on this machine's 2 cores):
   size, a plain PyTorch loop. Skipped, with a message, when deepinv is not installed (``pip
   install "deepinv>=0.5,<0.6"``, the ``bench`` extra);
 - horizontal lines: ``TikhonovRegressor``, ``WienerRegressor`` and ``TotalVariationRegressor``
-  tuned by ``GridSearchCV`` (3 folds, PSNR) on the training set (a random subset of
-  ``--classical-samples`` pairs, default 256: total variation's search on all 680 pairs takes
-  many minutes on one core), those that ``implicit_inverse`` provides (the table says which
-  are missing). Not counted in the budgets.
+  tuned by ``implicit_inverse.baselines.tune_strongest`` (``GridSearchCV``, 3 folds, PSNR) on
+  the training set (a random subset of ``--classical-samples`` pairs, default that function's
+  64). Not counted in the budgets.
 
 Budgets and the learning-rate schedule: every learned method trains with a cosine schedule
 (the estimator's default ``lr_schedule="cosine"``; ``CosineAnnealingLR`` for the others) that
@@ -75,7 +74,7 @@ METHODS = ("jfb", "exact", "unrolled", "feedforward", "deepinv")
 LABELS = {"jfb": "implicit, JFB (default)", "exact": "implicit, exact gradient",
           "unrolled": "implicit, unrolled", "feedforward": "feed-forward (Tikhonov + N)",
           "deepinv": "deepinv DEQ"}
-CLASSICAL = ("TikhonovRegressor", "WienerRegressor", "TotalVariationRegressor")
+CLASSICAL = {"tikhonov": "Tikhonov", "wiener": "Wiener", "tv": "TotalVariation"}
 
 
 # -- the worker side: one method, all its budgets ----------------------------------------------
@@ -248,7 +247,7 @@ def worker(config):
     if method == "classical":
         return classical(operator, X, y, X_test, y_test, config["classical_samples"],
                          config["seed"])
-    from implicit_inverse.estimators.classical import tune_lam
+    from implicit_inverse.baselines.tuning import tune_lam
     lam = tune_lam(operator, torch.from_numpy(X[:, None]), torch.from_numpy(y[:, None]))
     steps_by_budget = config.get("steps") or {}
     pilot_steps = next(iter(steps_by_budget.values()), None)
@@ -269,38 +268,15 @@ def worker(config):
 
 
 def classical(operator, X, y, X_test, y_test, n_samples, seed):
-    import numpy as np
-    if n_samples and n_samples < len(X):
-        chosen = np.random.default_rng(seed).choice(len(X), n_samples, replace=False)
-        X, y = X[chosen], y[chosen]
-    from sklearn.model_selection import GridSearchCV
-    import implicit_inverse
-    from implicit_inverse.metrics import psnr_scorer
-    grids = {"TikhonovRegressor": ("lam", np.logspace(-4, 0, 17))}
-    try:
-        from implicit_inverse.estimators.classical import BALANCE_GRID
-        grids["WienerRegressor"] = ("balance", list(BALANCE_GRID))
-    except ImportError:
-        pass
-    try:
-        from implicit_inverse.estimators.total_variation import TV_WEIGHT_GRID
-        grids["TotalVariationRegressor"] = ("weight", list(TV_WEIGHT_GRID))
-    except ImportError:
-        pass
-    rows, missing = [], []
-    for name in CLASSICAL:
-        cls = getattr(implicit_inverse, name, None)
-        if cls is None or name not in grids:
-            missing.append(name)
-            continue
-        key, grid = grids[name]
-        start = time.perf_counter()
-        search = GridSearchCV(cls(operator), {key: grid}, scoring=psnr_scorer, cv=3).fit(X, y)
-        seconds = time.perf_counter() - start
-        rows.append({"method": name.replace("Regressor", ""), "param": key,
-                     "value": float(search.best_params_[key]), "tune_s": seconds,
-                     "psnr": float(search.best_estimator_.score(X_test, y_test))})
-    return {"method": "classical", "rows": rows, "missing": missing, "n_tuning": len(X)}
+    from implicit_inverse.baselines import tune_strongest
+    tuned, _ = tune_strongest(operator, X, y, max_samples=len(X) if n_samples == 0 else n_samples,
+                              random_state=seed)
+    rows = [{"method": CLASSICAL[key], "param": baseline.param, "value": baseline.value,
+             "tune_s": baseline.seconds,
+             "psnr": float(baseline.estimator.score(X_test, y_test))}
+            for key, baseline in tuned.items()]
+    n_tuning = next(iter(tuned.values())).n_samples
+    return {"method": "classical", "rows": rows, "n_tuning": n_tuning}
 
 
 # -- the parent side ---------------------------------------------------------------------------
@@ -423,10 +399,9 @@ def main(argv=None):
     parser.add_argument("--methods", default=",".join(METHODS) + ",classical")
     parser.add_argument("--jobs", type=int, default=2, help="processes at a time (default 2)")
     parser.add_argument("--deepinv-solver", choices=["tuned", "defaults"], default="tuned")
-    parser.add_argument("--classical-samples", type=int, default=256,
+    parser.add_argument("--classical-samples", type=int, default=None,
                         help="training pairs (a random subset) on which the classical baselines "
-                        "are tuned; 0: all (default 256: TV's grid search on all 680 takes "
-                        "many minutes)")
+                        "are tuned; 0: all (default: tune_strongest's, 64)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="time_to_quality_output")
     parser.add_argument("--from-json", metavar="FILE",

@@ -25,8 +25,7 @@ from sklearn.model_selection import GridSearchCV
 from implicit_inverse import (DirectInverseRegressor, TikhonovRegressor, TotalVariationRegressor,
                               WienerRegressor)
 from implicit_inverse.datasets import train_test_faces
-from implicit_inverse.estimators.classical import BALANCE_GRID, LAM_GRID
-from implicit_inverse.estimators.total_variation import TV_WEIGHT_GRID
+from implicit_inverse.baselines.tuning import BALANCE_GRID, LAM_GRID, TV_WEIGHT_GRID
 from implicit_inverse.metrics import psnr, psnr_scorer, ssim
 from implicit_inverse.operators import Blur, gaussian_kernel, make_measurements
 from implicit_inverse.plotting import plot_reconstructions

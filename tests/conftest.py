@@ -1,11 +1,50 @@
-"""Shared fixtures: tiny, read-only face data so estimator tests stay fast."""
+"""Shared fixtures: tiny, read-only face data so estimator tests stay fast, one torch thread,
+and the operators the classical baselines are checked on."""
 
 import numpy as np
 from hypothesis import settings
 import pytest
+import torch
 
 from implicit_inverse.datasets import load_faces
-from implicit_inverse.operators import Blur, gaussian_kernel, make_measurements
+from implicit_inverse.operators import (Blur, Downsample, Identity, Mask, gaussian_kernel,
+                                        make_measurements)
+
+ASYMMETRIC_KERNEL = np.array([[0.0, 0.2, 0.1], [0.1, 0.4, 0.0], [0.0, 0.1, 0.1]])
+OPERATOR_NAMES = ["circular blur", "zero-boundary blur (CG)", "asymmetric kernel", "downsample",
+                  "mask", "identity"]
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a whole test module (``pytestmark =
+    pytest.mark.usefixtures("single_thread")``): on tiny tensors and shared cores more threads
+    only add contention. The caller's setting is restored after the module."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def operators():
+    """The operators the classical baselines are checked on, by name (``OPERATOR_NAMES``): a
+    circular blur, the same blur with a zero boundary (conjugate gradients), an asymmetric
+    kernel, downsampling, a mask and the identity."""
+    return {
+        "circular blur": Blur(gaussian_kernel(3, 0.8)),
+        "zero-boundary blur (CG)": Blur(gaussian_kernel(3, 0.8), boundary="zero"),
+        "asymmetric kernel": Blur(ASYMMETRIC_KERNEL),
+        "downsample": Downsample(2),
+        "mask": Mask(fraction=0.5, random_state=0),
+        "identity": Identity(),
+    }
+
+
+@pytest.fixture(params=OPERATOR_NAMES)
+def any_operator(request, operators):
+    """Each of ``operators`` in turn (the test ids are their names)."""
+    return operators[request.param]
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """Classical baselines WienerRegressor and TotalVariationRegressor (and their helpers)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -7,32 +9,18 @@ from skimage.restoration import denoise_tv_chambolle, wiener as skimage_wiener
 from sklearn.model_selection import GridSearchCV
 
 from implicit_inverse import TikhonovRegressor, TotalVariationRegressor, WienerRegressor
-from implicit_inverse._torch_state import torch_threads
-from implicit_inverse.estimators.classical import BALANCE_GRID, LAM_GRID, laplacian_power
-from implicit_inverse.estimators.total_variation import (TV_WEIGHT_GRID, denoise_tv,
-                                                         tv_deconvolve)
+from implicit_inverse.baselines.classical import laplacian_power
+from implicit_inverse.baselines.total_variation import denoise_tv, tv_deconvolve
+from implicit_inverse.baselines import tuning
+from implicit_inverse.baselines.tuning import (BALANCE_GRID, LAM_GRID, TV_WEIGHT_GRID,
+                                               tune_strongest)
 from implicit_inverse.metrics import psnr, psnr_scorer
-from implicit_inverse.operators import (Blur, Downsample, Identity, Mask, gaussian_kernel,
-                                        make_measurements)
+from implicit_inverse.operators import Blur, Identity, gaussian_kernel, make_measurements
 
+pytestmark = pytest.mark.usefixtures("single_thread")
 ASYMMETRIC = np.array([[0.0, 0.2, 0.1], [0.1, 0.4, 0.0], [0.0, 0.1, 0.1]])
-OPERATORS = {
-    "circular blur": Blur(gaussian_kernel(3, 0.8)),
-    "asymmetric kernel": Blur(ASYMMETRIC),
-    "zero-boundary blur (CG)": Blur(gaussian_kernel(3, 0.8), boundary="zero"),
-    "downsample": Downsample(2),
-    "mask": Mask(fraction=0.5, random_state=0),
-    "identity": Identity(),
-}
 ESTIMATORS = [WienerRegressor, TotalVariationRegressor]
 SMALL_TV = dict(n_iter=20)  # fewer ADMM iterations keep the tests fast
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Small tensors: several torch threads on shared cores only slow these tests down."""
-    with torch_threads(1):
-        yield
 
 
 def dense_matrix(operator, side):
@@ -101,8 +89,8 @@ def test_wiener_matches_skimage(kernel, blurred):
 
 
 @pytest.mark.parametrize("name", ["zero-boundary blur (CG)", "downsample", "mask", "identity"])
-def test_wiener_laplacian_solves_the_normal_equations(name):
-    operator = OPERATORS[name]
+def test_wiener_laplacian_solves_the_normal_equations(name, operators):
+    operator = operators[name]
     rng = np.random.default_rng(0)
     clean = rng.random((3, 8, 8))
     measured = make_measurements(clean, operator, noise_std=0.05, random_state=1)
@@ -113,9 +101,8 @@ def test_wiener_laplacian_solves_the_normal_equations(name):
     np.testing.assert_allclose(out, expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", list(OPERATORS))
-def test_wiener_with_identity_prior_is_tikhonov(name):
-    operator = OPERATORS[name]
+def test_wiener_with_identity_prior_is_tikhonov(any_operator):
+    operator = any_operator
     clean = np.random.default_rng(0).random((3, 8, 8)).astype(np.float32)
     measured = make_measurements(clean, operator, noise_std=0.05, random_state=1)
     wiener = WienerRegressor(operator, balance=0.03, regularizer="identity").fit(measured, clean)
@@ -165,8 +152,8 @@ def test_tv_admm_reaches_the_denoising_minimum():
 
 
 @pytest.mark.parametrize("name", ["mask", "downsample", "asymmetric kernel"])
-def test_tv_runs_on_every_operator(name):
-    operator = OPERATORS[name]
+def test_tv_runs_on_every_operator(name, operators):
+    operator = operators[name]
     clean = rectangles(4, 16, np.random.default_rng(0))
     X = make_measurements(clean, operator, noise_std=0.02, random_state=0)
     est = TotalVariationRegressor(operator, weight=5e-3, **SMALL_TV).fit(X, clean)
@@ -181,11 +168,10 @@ def test_tv_beats_tikhonov_on_piecewise_constant_images():
     blur = Blur(gaussian_kernel(5, 1.0))
     X_train = make_measurements(train, blur, noise_std=0.02, random_state=1)
     X_test = make_measurements(test, blur, noise_std=0.02, random_state=2)
-    tikhonov = GridSearchCV(TikhonovRegressor(blur), {"lam": list(LAM_GRID)},
-                            scoring=psnr_scorer, cv=2).fit(X_train, train)
-    tv = GridSearchCV(TotalVariationRegressor(blur, **SMALL_TV),
-                      {"weight": [1e-3, 3e-3, 1e-2]}, scoring=psnr_scorer,
-                      cv=2).fit(X_train, train)
+    tuned, strongest = tune_strongest(blur, X_train, train, methods=["tikhonov", "tv"], cv=2)
+    assert strongest == "tv"
+    assert tuned["tv"].n_evaluated == 10 < len(TV_WEIGHT_GRID)  # coarse to fine
+    tv, tikhonov = tuned["tv"].estimator, tuned["tikhonov"].estimator
     assert tv.score(X_test, test) > tikhonov.score(X_test, test) + 3.0  # measured: 4.9 dB
 
 
@@ -241,6 +227,37 @@ def test_module_grids():
     assert WienerRegressor().balance in BALANCE_GRID or \
         min(BALANCE_GRID) < WienerRegressor().balance < max(BALANCE_GRID)
     assert min(TV_WEIGHT_GRID) < TotalVariationRegressor().weight < max(TV_WEIGHT_GRID)
+
+
+def test_tune_strongest_tunes_every_baseline_on_one_subset(blurred, blur):
+    X, y = blurred
+    tuned, strongest = tune_strongest(blur, X, y, methods=["tikhonov", "wiener"], max_samples=24)
+    assert list(tuned) == ["tikhonov", "wiener"]
+    assert strongest == max(tuned, key=lambda key: tuned[key].cv_psnr)
+    for key, baseline in tuned.items():
+        grid = tuning.BASELINES[key].grid
+        assert baseline.value in grid and baseline.n_evaluated == len(grid)  # exhaustive
+        assert baseline.n_samples == 24 and baseline.seconds > 0
+        assert baseline.estimator.get_params()[baseline.param] == baseline.value
+        assert baseline.estimator.image_shape_ == (1, 16, 16)
+    # the documented subset and folds: GridSearchCV there agrees
+    chosen = np.random.default_rng(0).permutation(len(X))[:24]
+    search = GridSearchCV(TikhonovRegressor(blur), {"lam": list(LAM_GRID)}, scoring=psnr_scorer,
+                          cv=3).fit(X[chosen], y[chosen])
+    assert tuned["tikhonov"].value == search.best_params_["lam"]
+    assert tuned["tikhonov"].cv_psnr == pytest.approx(search.best_score_)
+    with pytest.raises(ValueError, match="methods must be among"):
+        tune_strongest(blur, X, y, methods=["ridge"])
+
+
+def test_coarse_to_fine_search_finds_the_exhaustive_choice(blurred, blur, monkeypatch):
+    X, y = blurred
+    exhaustive = tune_strongest(blur, X, y, methods=["tikhonov"])[0]["tikhonov"]
+    monkeypatch.setitem(tuning.BASELINES, "tikhonov",
+                        dataclasses.replace(tuning.BASELINES["tikhonov"], coarse_step=3))
+    coarse = tune_strongest(blur, X, y, methods=["tikhonov"])[0]["tikhonov"]
+    assert (coarse.value, coarse.cv_psnr) == (exhaustive.value, exhaustive.cv_psnr)
+    assert coarse.n_evaluated <= 10 + 4 < exhaustive.n_evaluated == len(LAM_GRID)
 
 
 # --- bad inputs --------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The ``implicit-inverse`` command: end-to-end runs on tiny generated files, errors and help."""
 
+import dataclasses
 import json
 import os
 import pickle
@@ -12,7 +13,8 @@ import torch
 from PIL import Image
 
 from implicit_inverse import ImplicitDeblurRegressor, ImplicitRegressor, __version__
-from implicit_inverse.cli import _compare, load_model, main
+from implicit_inverse.baselines import tuning
+from implicit_inverse.cli import load_model, main
 from implicit_inverse.data.image_files import ImageInfo, read_image, write_image
 
 TINY = ["--epochs", "1", "--threads", "1", "--max-iter", "5"]
@@ -20,25 +22,20 @@ TINY_FACES = ["--data", "faces", "--size", "16", "--n-images", "40", "--blur", "
               "--noise", "0.02", *TINY]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Every command in one torch thread: on a busy 2-core machine two threads are many times
-    slower (the commands' --threads restores the caller's setting, checked below)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Every command in one torch thread: on a busy 2-core machine two threads are many times slower
+# (the commands' --threads restores the caller's setting, checked below).
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(autouse=True)
 def short_baseline_grids(monkeypatch):
     """One grid point per classical baseline, 2-fold, on at most 16 images: the tables keep
     all their rows, the tests stay fast (total variation runs an iterative solver per fit)."""
-    real = _compare._baselines
-    monkeypatch.setattr(_compare, "_baselines",
-                        lambda: [(k, n, e, p, [list(g)[len(g) // 2]]) for k, n, e, p, g in real()])
-    monkeypatch.setattr(_compare, "MAX_TUNING_IMAGES", 16)
-    monkeypatch.setattr(_compare, "CV_FOLDS", 2)
+    monkeypatch.setattr(tuning, "BASELINES", {
+        key: dataclasses.replace(baseline, grid=(baseline.grid[len(baseline.grid) // 2],))
+        for key, baseline in tuning.BASELINES.items()})
+    monkeypatch.setattr(tuning, "MAX_SAMPLES", 16)
+    monkeypatch.setattr(tuning, "CV_FOLDS", 2)
 
 
 def run(argv, capsys):

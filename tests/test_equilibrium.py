@@ -37,13 +37,7 @@ SHAPE = (2, 1, 8, 8)
 PROPERTY = settings(max_examples=15, deadline=None)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: intra-op threads only add contention on shared CPUs."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors
 
 
 class Scaled(nn.Module):

@@ -1,12 +1,15 @@
 """CUDA checks: estimators and operators on a GPU (skipped, with a reason, without one)."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
 from implicit_inverse import ImplicitDeblurRegressor
+from implicit_inverse._runtime import TF32_SAFE_TOL
 from implicit_inverse.datasets import load_faces
-from implicit_inverse.equilibrium import GradientStep, ImplicitLayer
+from implicit_inverse.equilibrium import ForwardIteration, GradientStep, ImplicitLayer
 from implicit_inverse.networks import DnCNN, TikhonovPlusNetwork
 from implicit_inverse.operators import (Blur, Downsample, Identity, Mask, gaussian_kernel,
                                         make_measurements)
@@ -55,17 +58,22 @@ def test_operators_keep_device_and_dtype(operator, dtype):
     torch.testing.assert_close(measured.cpu(), cpu, rtol=1e-4, atol=1e-5)
 
 
-def test_solve_does_no_per_iteration_host_copies(monkeypatch):
-    """Loose check: explicit device-to-host copies do not grow with the iteration count.
-
-    (The solver's per-iteration bookkeeping still reads a few booleans, e.g. whether any sample
-    is left; that is a synchronisation, not a copy of images.)
-    """
+def _small_step():
+    """A preconditioned DE-GRAD map with a small DnCNN and its measurements (4 x 16 x 16)."""
     operator = Blur(gaussian_kernel(5, 1.0))
     torch.manual_seed(0)
     step = GradientStep(operator, TikhonovPlusNetwork(DnCNN(depth=3, width=8), alpha=0.05),
                         precondition=True, lam=0.05)
-    d = operator(torch.rand(4, 1, 16, 16)).cuda()
+    return step, operator(torch.rand(4, 1, 16, 16)).cuda()
+
+
+def test_solve_does_no_per_iteration_host_copies(monkeypatch):
+    """Loose check: explicit device-to-host copies do not grow with the iteration count.
+
+    (The solver synchronises once per iteration to learn which samples go on; that is a
+    synchronisation, not a copy of images: see the next test.)
+    """
+    step, d = _small_step()
     copies = {"n": 0}
     for name in ("cpu", "numpy", "tolist", "item"):
         original = getattr(torch.Tensor, name)
@@ -105,3 +113,73 @@ def test_mixed_precision_training_on_cuda(precision):
     prediction = mixed.predict(X)
     assert prediction.dtype == X.dtype and np.isfinite(prediction).all()
     assert abs(mixed.score(X, y) - single.score(X, y)) < 0.5
+
+
+def test_solver_synchronises_at_most_once_per_iteration():
+    """With the sync debug mode on, torch warns at every host synchronisation: a solve's count
+    grows by at most one per iteration (the positions of the samples that go on)."""
+    step, d = _small_step()
+    counts = {}
+    for max_iter in (5, 40):
+        layer = ImplicitLayer(step, max_iter=max_iter, tol=0.0, warn=False).cuda()
+        with torch.no_grad():
+            layer(d)  # warm-up: cached transfer functions, cuDNN plans
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                layer(d)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        assert int(layer.last_stats.iterations.max()) == max_iter
+        counts[max_iter] = sum("synchroniz" in str(w.message).lower() for w in caught)
+    assert counts[40] - counts[5] <= 40 - 5, counts
+
+
+@pytest.mark.parametrize("tol, exact", [(1e-4, True), (1e-3, True), (TF32_SAFE_TOL, False)])
+def test_solves_below_the_safe_tolerance_run_without_tf32(monkeypatch, tol, exact):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)  # cuDNN's default
+    seen = []
+
+    def f(x, index):
+        seen.append(torch.backends.cudnn.allow_tf32)
+        return 0.5 * x + 1.0
+
+    x, stats = ForwardIteration().solve(f, torch.ones(2, 1, 4, 4, device="cuda"), 50, tol)
+    assert bool(stats.converged.all())
+    assert seen and all(flag is not exact for flag in seen)
+    assert torch.backends.cudnn.allow_tf32 is True  # the caller's setting is back
+
+
+def test_predict_converges_at_the_default_tol_with_tf32_allowed(monkeypatch):
+    """TF32 convolutions (cuDNN's default) hold the relative residual near 1e-3, above the
+    default ``tol=1e-4``: the solves of a trained model must run in exact float32, converge
+    well before ``max_iter`` and leave the caller's TF32 setting as it was."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    operator = Blur(gaussian_kernel(5, 1.0))
+    clean = load_faces(size=32, n=64)
+    X = make_measurements(clean, operator, 0.01, random_state=0)
+    estimator = ImplicitDeblurRegressor(operator=operator, max_epochs=4, lr=2e-3, batch_size=16,
+                                        device="cuda", random_state=0).fit(X, clean)
+    history = estimator.history
+    # training solves (train_tol=1e-3, also below the safe tolerance) converge and stay short
+    assert sum(history[:, "skipped"]) == 0
+    assert min(history[:, "fp_conv"]) >= 0.95, history[:, "fp_conv"]
+    assert max(history[:, "fp_iter_max"]) < estimator.train_max_iter
+    assert all(1 <= value < estimator.train_max_iter for value in history[:, "fp_iter"])
+    assert all(np.isfinite(history[:, "fp_res"]))
+
+    flags = []
+    hook = estimator.regularizer_.register_forward_hook(
+        lambda *_: flags.append(torch.backends.cudnn.allow_tf32))
+    try:
+        prediction, stats = estimator.predict(X, return_stats=True)
+    finally:
+        hook.remove()
+    assert flags and not any(flags)  # every regularizer pass of the solves ran without TF32
+    assert torch.backends.cudnn.allow_tf32 is True
+    assert bool(stats.converged.all()), stats.summary()
+    assert int(stats.iterations.max()) < estimator.max_iter, stats.summary()
+    assert float(stats.residual.max()) <= estimator.tol
+    assert np.isfinite(prediction).all()

@@ -33,13 +33,7 @@ DTYPE = torch.float64
 SHAPE = (2, 1, 8, 8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: intra-op threads only add contention on shared CPUs."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors
 
 
 class Scaled(nn.Module):

@@ -11,13 +11,7 @@ from implicit_inverse.networks import DnCNN, TikhonovPlusNetwork
 DTYPE = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: intra-op threads only add contention on shared CPUs."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors
 
 
 def empirical_ratios(network, shape, n_pairs=8, seed=0):

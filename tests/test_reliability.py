@@ -18,7 +18,7 @@ from torch import nn
 
 from implicit_inverse import (ImplicitDeblurRegressor, ImplicitRegressor,
                               ImplicitSuperResolutionRegressor)
-from implicit_inverse._torch_state import torch_threads
+from implicit_inverse._runtime import torch_threads
 from implicit_inverse.equilibrium import ConvergenceWarning
 from implicit_inverse.estimators import DivergenceError, persistence
 from implicit_inverse.networks import DnCNN, TikhonovPlusNetwork

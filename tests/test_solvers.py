@@ -25,13 +25,7 @@ DTYPE = torch.float64
 SOLVERS = [ForwardIteration, Anderson]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: intra-op threads only add contention on shared CPUs."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors
 
 
 def affine_problem(rates, size=6, seed=0):

@@ -1,5 +1,6 @@
 """Closed-form classical baselines with one fit/predict/score contract: Tikhonov, Wiener and the
-direct inverse (total variation, which iterates, is in ``total_variation.py``)."""
+direct inverse (total variation, which iterates, is in ``total_variation.py``; their grids and
+tuning are in ``tuning.py``)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,8 @@ from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..operators import Blur, LinearOperator, conjugate_gradient
-from .inputs import ImageRegressorMixin, validate_measurements, validate_training_pair
-
-LAM_GRID = tuple(float(v) for v in np.logspace(-5, 0, 26))
-BALANCE_GRID = tuple(float(v) for v in np.logspace(-5, 0, 21))  # WienerRegressor, 4 per decade
+from ..estimators.inputs import ImageRegressorMixin, validate_measurements, validate_training_pair
+from ..operators import LinearOperator, conjugate_gradient
 
 
 def tikhonov(operator, measurements, lam):
@@ -66,11 +64,12 @@ def wiener(operator, measurements, balance, regularizer="laplacian"):
     """Wiener (generalised Tikhonov) reconstruction ``(A^T A + balance L^T L)^{-1} A^T d``.
 
     ``L`` is the circular Laplacian (``regularizer="laplacian"``) or the identity, which makes
-    this :func:`tikhonov` with ``lam = balance``. For a circular
-    :class:`~implicit_inverse.operators.Blur` it is the Fourier filter
-    ``conj(K) D / (|K|^2 + balance |L|^2)`` of ``skimage.restoration.wiener(d, kernel, balance,
-    clip=False)`` (with ``reg=np.ones((1, 1))`` for the identity); for other operators the
-    Laplacian version is solved by conjugate gradients.
+    this :func:`tikhonov` with ``lam = balance``. For an operator diagonal in the Fourier basis
+    (its :meth:`~implicit_inverse.operators.LinearOperator.fourier_multiplier` ``K`` is not None:
+    circular blur) it is the Fourier filter ``conj(K) D / (|K|^2 + balance |L|^2)`` of
+    ``skimage.restoration.wiener(d, kernel, balance, clip=False)`` (with
+    ``reg=np.ones((1, 1))`` for the identity); for other operators the Laplacian version is
+    solved by conjugate gradients.
 
     Parameters
     ----------
@@ -86,44 +85,18 @@ def wiener(operator, measurements, balance, regularizer="laplacian"):
     if regularizer == "identity":
         return tikhonov(operator, measurements, balance)
     back_projected = operator.adjoint(measurements)
-    if not (isinstance(operator, Blur) and operator.boundary == "circular"):
+    dtype, device = back_projected.dtype, back_projected.device
+    multiplier = operator.fourier_multiplier(back_projected.shape, dtype, device)
+    if multiplier is None:
         return conjugate_gradient(
             lambda x: operator.adjoint(operator(x)) + balance * _laplacian(_laplacian(x)),
             back_projected)
     height, width = back_projected.shape[-2:]
-    dtype, device = back_projected.dtype, back_projected.device
-    denominator = (operator.transfer_function(height, width, dtype, device).abs() ** 2
-                   + balance * laplacian_power(height, width, dtype, device))
+    denominator = multiplier.abs() ** 2 + balance * laplacian_power(height, width, dtype, device)
     if bool((denominator <= 0).any()):
         raise ValueError("the blur kernel sums to zero, so the Laplacian prior leaves the image "
                          "mean undetermined: use regularizer='identity'")
     return torch.fft.irfft2(torch.fft.rfft2(back_projected) / denominator, s=(height, width))
-
-
-def tune_lam(operator, measurements, clean, grid=LAM_GRID, max_samples=256):
-    """The Tikhonov weight of ``grid`` with the best mean PSNR on (up to ``max_samples``) pairs.
-
-    Parameters
-    ----------
-    operator : LinearOperator
-    measurements : torch.Tensor of shape (n, C, H', W')
-    clean : torch.Tensor of shape (n, C, H, W)
-    grid : sequence of float > 0
-    max_samples : int
-
-    Returns
-    -------
-    float
-    """
-    measurements, clean = measurements[:max_samples], clean[:max_samples]
-    best_lam, best_psnr = grid[0], -math.inf
-    with torch.no_grad():
-        for lam in grid:
-            error = (tikhonov(operator, measurements, lam) - clean).pow(2).flatten(1).mean(1)
-            score = float((-10 * torch.log10(error.clamp_min(1e-12))).mean())
-            if score > best_psnr:
-                best_lam, best_psnr = lam, score
-    return best_lam
 
 
 class _ClassicalRegressor(ImageRegressorMixin, BaseEstimator):
@@ -180,7 +153,9 @@ class TikhonovRegressor(_ClassicalRegressor):
     """Tikhonov (ridge) reconstruction ``(A^T A + lam I)^{-1} A^T d``.
 
     Closed form through the FFT for circular blur, masks and downsampling; conjugate gradients
-    otherwise. Tune ``lam`` with ``GridSearchCV(..., scoring=psnr_scorer)``.
+    otherwise. Tune ``lam`` with ``GridSearchCV(..., scoring=psnr_scorer)`` over
+    :data:`~implicit_inverse.baselines.tuning.LAM_GRID` (as
+    :func:`~implicit_inverse.baselines.tuning.tune_strongest` does).
 
     Parameters
     ----------
@@ -211,15 +186,19 @@ class TikhonovRegressor(_ClassicalRegressor):
 class WienerRegressor(_ClassicalRegressor):
     """Wiener filter ``(A^T A + balance L^T L)^{-1} A^T d`` with a Laplacian (or identity) prior.
 
-    For a circular :class:`~implicit_inverse.operators.Blur` this is the Fourier-domain filter
-    ``x = F^{-1}[ conj(K) D / (|K|^2 + balance |L|^2) ]`` of ``skimage.restoration.wiener``
-    (same ``balance``, same default Laplacian regulariser; the kernel centre convention is the
-    operator's own because ``conj(K) D`` is computed as ``A^T d``). For other operators the same
+    For an operator diagonal in the Fourier basis (``operator.fourier_multiplier`` returns its
+    multiplier ``K``: circular :class:`~implicit_inverse.operators.Blur`) this is the
+    Fourier-domain filter ``x = F^{-1}[ conj(K) D / (|K|^2 + balance |L|^2) ]`` of
+    ``skimage.restoration.wiener`` (same ``balance``, same default Laplacian regulariser; the
+    kernel centre convention is the operator's own because ``conj(K) D`` is computed as
+    ``A^T d``). For other operators the same
     normal equations (with the circular Laplacian) are solved by conjugate gradients. With
     ``regularizer="identity"`` it is exactly :class:`TikhonovRegressor` with ``lam = balance``,
     for every operator.
 
-    Tune ``balance`` with ``GridSearchCV(..., scoring=psnr_scorer)`` over :data:`BALANCE_GRID`.
+    Tune ``balance`` with ``GridSearchCV(..., scoring=psnr_scorer)`` over
+    :data:`~implicit_inverse.baselines.tuning.BALANCE_GRID` (as
+    :func:`~implicit_inverse.baselines.tuning.tune_strongest` does).
 
     Parameters
     ----------
@@ -259,7 +238,8 @@ class WienerRegressor(_ClassicalRegressor):
 class DirectInverseRegressor(_ClassicalRegressor):
     """Naive inverse: Fourier division by the blur's transfer function, floored.
 
-    For a circular :class:`~implicit_inverse.operators.Blur`:
+    For an operator diagonal in the Fourier basis (``operator.fourier_multiplier`` returns its
+    multiplier ``K``: circular :class:`~implicit_inverse.operators.Blur`):
     ``x = F^{-1}[ conj(K) D / max(|K|^2, floor) ]``; for other operators
     ``(A^T A + floor I)^{-1} A^T d``. It amplifies noise: the first baseline to beat.
 
@@ -284,11 +264,10 @@ class DirectInverseRegressor(_ClassicalRegressor):
 
     def _reconstruct(self, measurements):
         operator = self.operator_
-        if not (isinstance(operator, Blur) and operator.boundary == "circular"):
+        transfer = operator.fourier_multiplier(measurements.shape, measurements.dtype,
+                                               measurements.device)
+        if transfer is None:
             return tikhonov(operator, measurements, self.floor)
-        height, width = measurements.shape[-2:]
-        transfer = operator.transfer_function(height, width, measurements.dtype,
-                                              measurements.device)
         spectrum = torch.fft.rfft2(measurements) * transfer.conj()
         spectrum = spectrum / (transfer.abs() ** 2).clamp_min(self.floor)
-        return torch.fft.irfft2(spectrum, s=(height, width))
+        return torch.fft.irfft2(spectrum, s=measurements.shape[-2:])

@@ -17,15 +17,12 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
-import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval
 
-from .._torch_state import torch_threads
+from .._runtime import torch_threads
 from ..operators import LinearOperator
 from .classical import _ClassicalRegressor
-
-TV_WEIGHT_GRID = tuple(float(v) for v in np.logspace(-4, -1, 16))  # 5 per decade
 
 
 def _gradient(images, rows, cols):
@@ -151,7 +148,9 @@ class TotalVariationRegressor(_ClassicalRegressor):
     Isotropic TV of each channel (colour channels are regularised independently). The x-step
     uses ``operator.solve_normal`` (closed forms for circular blur, masks and downsampling,
     conjugate gradients otherwise); the z-step is the batched :func:`denoise_tv`. Tune
-    ``weight`` with ``GridSearchCV(..., scoring=psnr_scorer)`` over :data:`TV_WEIGHT_GRID`.
+    ``weight`` with ``GridSearchCV(..., scoring=psnr_scorer)`` over
+    :data:`~implicit_inverse.baselines.tuning.TV_WEIGHT_GRID`, or cheaply, coarse to fine, with
+    :func:`~implicit_inverse.baselines.tuning.tune_strongest`.
 
     Parameters
     ----------

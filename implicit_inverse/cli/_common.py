@@ -73,14 +73,12 @@ def add_max_pixels_option(parser):
 
 def check_device(device):
     """The torch device name for ``--device`` (``auto`` resolved); a clear error without CUDA."""
-    import torch
+    from .._runtime import resolve_device
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise CommandError("--device cuda was requested but CUDA is not available "
-                           "(torch.cuda.is_available() is False); use --device cpu or auto")
-    return device
+    try:
+        return resolve_device(device, option="--device")
+    except ValueError as error:
+        raise CommandError(str(error)) from None
 
 
 # -- kernels -------------------------------------------------------------------------------------
@@ -188,7 +186,8 @@ def save_model(path, estimator, metadata):
 def load_model(path):
     """Read a model file written by ``est.save``, ``implicit-inverse train`` or ``demo``.
 
-    Only load files you trust: model files are pickles.
+    Model files are data only: reading one never runs code from it (see
+    :mod:`implicit_inverse.estimators.persistence`).
 
     Parameters
     ----------

@@ -5,47 +5,21 @@ from __future__ import annotations
 import sys
 import time
 
-import numpy as np
-
-TIKHONOV_GRID = np.logspace(-4, 0, 9)
-CV_FOLDS = 5
-"""Cross-validation folds of the baselines' grid searches."""
-MAX_TUNING_IMAGES = 120
-"""Baselines are tuned by grid search on at most this many training images (a seeded subset):
-total variation runs an iterative solver per image and grid point."""
-
-
-def _baselines():
-    """``(key, label, estimator class, parameter, grid)`` of each tuned classical baseline."""
-    from ..estimators import TikhonovRegressor, TotalVariationRegressor, WienerRegressor
-    from ..estimators.classical import BALANCE_GRID
-    from ..estimators.total_variation import TV_WEIGHT_GRID
-
-    return [("tikhonov", "Tikhonov", TikhonovRegressor, "lam", TIKHONOV_GRID),
-            ("wiener", "Wiener", WienerRegressor, "balance", BALANCE_GRID),
-            ("tv", "total variation", TotalVariationRegressor, "weight", TV_WEIGHT_GRID)]
-
-
-def _tuning_subset(X, y, seed):
-    if len(X) <= MAX_TUNING_IMAGES:
-        return X, y
-    chosen = np.sort(np.random.default_rng(seed).choice(len(X), MAX_TUNING_IMAGES,
-                                                         replace=False))
-    return X[chosen], y[chosen]
+LABELS = {"tikhonov": "Tikhonov", "wiener": "Wiener", "tv": "total variation"}
+"""Row labels of the tuned baselines, by key of ``baselines.tuning.BASELINES``."""
 
 
 def compare_methods(operator, X_tune, y_tune, X_eval, y_eval, implicit, implicit_time=0.0,
-                    seed=0):
+                    seed=0, label=None):
     """Reconstruct ``X_eval`` with the baselines and the implicit model; score against ``y_eval``.
 
     Parameters
     ----------
     operator : LinearOperator
     X_tune, y_tune : ndarray of shape (n, H, W) or (n, C, H, W)
-        Data on which each baseline's weight is tuned (``GridSearchCV`` with ``psnr_scorer``,
-        on at most :data:`MAX_TUNING_IMAGES` of them): Tikhonov's ``lam`` over
-        :data:`TIKHONOV_GRID`, Wiener's ``balance`` and total variation's ``weight`` over the
-        grids their module exports.
+        Data on which each baseline's weight is tuned by
+        :func:`~implicit_inverse.baselines.tuning.tune_strongest` (Tikhonov's ``lam``, Wiener's
+        ``balance`` and total variation's ``weight``).
     X_eval, y_eval : ndarray of shape (m, H, W) or (m, C, H, W)
         Evaluation measurements and clean images.
     implicit : ImplicitRegressor
@@ -53,24 +27,24 @@ def compare_methods(operator, X_tune, y_tune, X_eval, y_eval, implicit, implicit
     implicit_time : float, default 0.0
         Seconds already spent on the implicit model (its training); prediction time is added.
     seed : int, default 0
-        Seed of the tuning subset.
+        Seed of the tuning subset (``random_state`` of ``tune_strongest``).
+    label : str or None, default None
+        Row label of the implicit model (None: "implicit (GRADIENT)").
 
     Returns
     -------
     rows : list of dict
         One per method: ``key``, ``method``, ``psnr``, ``ssim``, ``time_s`` and, for the
         implicit model, ``iterations`` (mean per image) and ``converged_share``; tuned baselines
-        also have ``param`` and ``value``.
+        also have ``param`` and ``value``, and their time is that of tuning and predicting.
     outputs : dict of str to ndarray
         Reconstructions of ``X_eval`` keyed by ``key`` (``"direct"``, ``"tikhonov"``,
         ``"wiener"``, ``"tv"``, ``"implicit"``).
     stats : SolverStats
         Fixed-point statistics of the implicit model on ``X_eval``.
     """
-    from sklearn.model_selection import GridSearchCV
-
-    from ..estimators import DirectInverseRegressor
-    from ..metrics import psnr, psnr_scorer, ssim
+    from ..baselines import DirectInverseRegressor, tune_strongest
+    from ..metrics import psnr, ssim
 
     def row(key, method, images, seconds, **extra):
         return {"key": key, "method": method, "psnr": psnr(y_eval, images),
@@ -85,23 +59,22 @@ def compare_methods(operator, X_tune, y_tune, X_eval, y_eval, implicit, implicit
     outputs["direct"] = direct.predict(X_eval)
     rows.append(row("direct", "direct inverse", outputs["direct"], time.perf_counter() - start))
 
-    X_small, y_small = _tuning_subset(X_tune, y_tune, seed)
-    for key, label, estimator, param, grid in _baselines():
+    tuned, _ = tune_strongest(operator, X_tune, y_tune, random_state=seed)
+    for key, baseline in tuned.items():
         start = time.perf_counter()
-        search = GridSearchCV(estimator(operator), {param: list(grid)}, scoring=psnr_scorer,
-                              cv=max(2, min(CV_FOLDS, len(X_small) // 2)))
-        search.fit(X_small, y_small)
-        outputs[key] = search.best_estimator_.predict(X_eval)
-        value = float(search.best_params_[param])
-        rows.append(row(key, f"{label} ({param}={value:.3g})", outputs[key],
-                        time.perf_counter() - start, param=param, value=value))
+        outputs[key] = baseline.estimator.predict(X_eval)
+        param, value = baseline.param, baseline.value
+        rows.append(row(key, f"{LABELS[key]} ({param}={value:.3g})", outputs[key],
+                        baseline.seconds + time.perf_counter() - start, param=param,
+                        value=value))
 
     start = time.perf_counter()
     outputs["implicit"], stats = implicit.predict(X_eval, return_stats=True)
     seconds = implicit_time + time.perf_counter() - start
     gradient = implicit.gradient if isinstance(implicit.gradient, str) else \
         type(implicit.gradient).__name__
-    rows.append(row("implicit", f"implicit ({gradient.upper()})", outputs["implicit"], seconds,
+    label = f"implicit ({gradient.upper()})" if label is None else label
+    rows.append(row("implicit", label, outputs["implicit"], seconds,
                     iterations=float(stats.iterations.float().mean()),
                     converged_share=float(stats.converged.float().mean())))
     return rows, outputs, stats

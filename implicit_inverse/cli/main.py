@@ -8,7 +8,7 @@ import sys
 import warnings
 
 from .. import __version__
-from .._torch_state import torch_threads
+from .._runtime import torch_threads
 from . import blur, demo, evaluate, pretrain, restore, train
 from ._common import PROG, CommandError, Parser
 

@@ -33,6 +33,20 @@ class ImplicitLayer(nn.Module):
         feeds, so a looser tolerance halves the cost of an epoch without changing the fixed
         points returned in evaluation mode.
 
+    Notes
+    -----
+    Precision on GPUs: the solver evaluates the map with TF32 off (exact float32 convolutions
+    and matrix products) whenever its tolerance is below
+    :data:`~implicit_inverse._runtime.TF32_SAFE_TOL` (1e-2), because TF32 kernels hold the
+    relative residual near 1e-3: ``tol=1e-4`` could never be reached, and neither could the
+    estimators' default ``train_tol=1e-3``. A training solve with ``train_tol >= 1e-2`` keeps
+    the caller's settings (TF32 for cuDNN convolutions by default), the faster kernels, since
+    its tolerance lies well above that floor. The differentiable step of the gradient strategy
+    and the backward pass run with the caller's settings (a gradient needs no more than TF32's
+    accuracy), except the adjoint solve of :class:`~implicit_inverse.equilibrium.Exact`, a
+    solve like the others. The caller's settings are restored after every solve; on the CPU
+    nothing changes.
+
     Attributes
     ----------
     last_stats : SolverStats or None

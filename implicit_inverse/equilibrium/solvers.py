@@ -6,6 +6,11 @@ positions in the batch), so converged samples are frozen and cost nothing. Solve
 ``torch.no_grad()``, keep the lowest-residual iterate of each sample, stop samples whose residual
 becomes non-finite or grows far above its best value (divergence), and return
 :class:`SolverStats`. A :class:`ConvergenceWarning` is emitted whenever a sample ends unconverged.
+
+On a GPU, a solve to a tolerance below :data:`~implicit_inverse._runtime.TF32_SAFE_TOL` evaluates
+its map with TF32 off (:func:`~implicit_inverse._runtime.exact_float32`), so that it can reach
+``tol`` whatever the caller's TF32 settings; the bookkeeping of an iteration stays on the device
+and reads one small tensor back (which samples go on).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import numbers
 import warnings
 
 import torch
+
+from .._runtime import solve_precision
 
 
 class ConvergenceWarning(UserWarning):
@@ -68,6 +75,16 @@ class SolverStats:
             "diverged": int(self.diverged.sum()),
         }
 
+    def __repr__(self):
+        """One line from :meth:`summary` (the residual histories are left out)."""
+        if self.iterations.numel() == 0:
+            return f"SolverStats(0 samples, tol={self.tol:g}, max_iter={self.max_iter})"
+        summary = self.summary()
+        return (f"SolverStats({self.iterations.numel()} samples, iterations mean "
+                f"{summary['iterations_mean']:.1f} max {summary['iterations_max']} of "
+                f"{self.max_iter}, {100 * summary['converged_share']:.0f}% converged "
+                f"(tol={self.tol:g}), max residual {summary['residual_max']:.3g})")
+
     @classmethod
     def concatenate(cls, parts):
         """Join the stats of consecutive chunks of one batch (histories padded with NaN)."""
@@ -117,7 +134,8 @@ class FixedPointSolver(abc.ABC):
         ----------
         f : callable ``(x_active, index) -> f(x_active)``
             ``x_active`` of shape (B', ...) holds the samples at positions ``index`` (int64
-            tensor of shape (B',)) of the batch.
+            tensor of shape (B',)) of the batch. Returns a new tensor shaped like ``x_active``
+            (not a buffer it writes again later: it may become the next ``x_active``).
         x0 : torch.Tensor of shape (B, ...)
             Starting points.
         max_iter : int, default 50
@@ -133,56 +151,68 @@ class FixedPointSolver(abc.ABC):
             Lowest-residual iterate of each sample (the starting point if the residual never
             went down: always finite when ``x0`` is).
         stats : SolverStats
+
+        Notes
+        -----
+        ``f`` runs under :func:`~implicit_inverse._runtime.solve_precision`: on CUDA, with
+        ``tol`` below :data:`~implicit_inverse._runtime.TF32_SAFE_TOL` (1e-2), TF32 is off for
+        convolutions and matrix products during the solve (TF32 holds the residual near 1e-3)
+        and the caller's settings are restored afterwards; looser solves, such as training
+        solves with ``train_tol >= 1e-2``, keep the caller's (faster) settings. Elsewhere the
+        context costs nothing. Each iteration synchronises with the device once, to learn
+        which samples go on (``f`` is only ever called on those).
         """
         _check_real(tol, "tol", low=0.0)
         if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) \
                 or max_iter < 1:
             raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-        with torch.no_grad():
+        with torch.no_grad(), solve_precision(float(tol), x0.device):
             return self._solve(f, x0, int(max_iter), float(tol), warn)
 
     def _solve(self, f, x0, max_iter, tol, warn):
         batch = x0.shape[0]
         device = x0.device
-        x = x0.clone()
         best_x = x0.clone()
         best_residual = torch.full((batch,), math.inf, device=device)
         best_step = torch.full((batch,), math.inf, dtype=x0.dtype, device=device)
         iterations = torch.zeros(batch, dtype=torch.long, device=device)
-        done = torch.zeros(batch, dtype=torch.bool, device=device)
-        converged = torch.zeros_like(done)
-        diverged = torch.zeros_like(done)
+        converged = torch.zeros(batch, dtype=torch.bool, device=device)
+        diverged = torch.zeros_like(converged)
         history = []
+        # the active samples: their positions in the batch and their current iterates
+        index = torch.arange(batch, device=device)
+        x = x0.clone()
         self._start(x0)
-        for iteration in range(max_iter):
-            index = torch.nonzero(~done).squeeze(1)
-            if index.numel() == 0:
-                break
-            x_active = x[index]
-            fx_active = f(x_active, index)
-            step, residual = _residuals(fx_active, x_active)
+        for iteration in range(max_iter if batch else 0):
+            fx = f(x, index)
+            step, residual = _residuals(fx, x)
             iterations[index] += 1
             row = torch.full((batch,), math.nan, device=device)
             row[index] = residual.float()
             history.append(row)
 
+            # per-sample updates with masks: no data-dependent shapes, no host synchronisation
             improved = residual < best_residual[index]
-            best_residual[index[improved]] = residual[improved].float()
-            best_x[index[improved]] = x_active[improved]
-
-            best_step[index] = torch.minimum(best_step[index], step)
+            best_residual[index] = torch.where(improved, residual.float(), best_residual[index])
+            best_x[index] = torch.where(improved.reshape(-1, *([1] * (x.ndim - 1))), x,
+                                        best_x[index])
+            smallest_step = torch.minimum(best_step[index], step)
+            best_step[index] = smallest_step
             is_converged = residual <= tol
             is_diverged = ~torch.isfinite(residual) | (
-                step > self.divergence_ratio * best_step[index])
+                step > self.divergence_ratio * smallest_step)
             is_diverged &= ~is_converged
-            converged[index[is_converged]] = True
-            diverged[index[is_diverged]] = True
-            stopped = is_converged | is_diverged
-            done[index[stopped]] = True
-            going = ~stopped
-            if bool(going.any()):
-                x[index[going]] = self._next(x_active[going], fx_active[going], index[going],
-                                             iteration)
+            converged[index] = is_converged
+            diverged[index] = is_diverged
+            if iteration == max_iter - 1:
+                break
+            # the iteration's one synchronisation: the positions of the samples that go on
+            going = torch.nonzero(~(is_converged | is_diverged)).squeeze(1)
+            if going.numel() == 0:
+                break
+            if going.numel() < index.numel():
+                index, x, fx = index[going], x[going], fx[going]
+            x = self._next(x, fx, index, iteration)
         self._release()
         final = torch.where(torch.isfinite(best_residual), best_residual,
                             torch.full_like(best_residual, math.inf))

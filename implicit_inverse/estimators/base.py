@@ -23,11 +23,11 @@ from ..equilibrium.solvers import warn_if_unconverged
 from ..networks.specs import DEFAULT_REGULARIZER, build_regularizer, parse_regularizer
 from ..training.calibration import calibrate_prior, calibration_crops, sigma_for_lam
 from ..networks.precision import PRECISIONS, MixedPrecision, with_precision
-from .._torch_state import float32_default, torch_threads
+from .._runtime import float32_default, resolve_device, torch_threads
 from .._validation import warn_if_out_of_range
 from ..operators import LinearOperator
 from . import distributed, persistence, streaming
-from .classical import tune_lam
+from ..baselines.tuning import tune_lam
 from .losses import CRITERIA
 from .pretraining import pretrain
 from .inputs import (ImageRegressorMixin, check_channels, validate_measurements,
@@ -330,7 +330,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         self._check_scalar_params()
         if streaming.is_dataset(X):
             return self._fit_dataset(X, y, epochs)
-        device = distributed.setup(_resolve_device(self.device))
+        device = distributed.setup(resolve_device(self.device))
         continuing = hasattr(self, "net_") and (self.warm_start or epochs is not None)
         image_shape = self.image_shape_ if continuing else self.image_shape
         operator = self.operator_ if continuing else copy.deepcopy(self._make_operator())
@@ -356,7 +356,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         if y is not None:
             raise ValueError("y must be None when X is a torch Dataset: its items are the clean "
                              "images, measured through the operator during training")
-        device = distributed.setup(_resolve_device(self.device))
+        device = distributed.setup(resolve_device(self.device))
         if distributed.world()[1] > 1:
             raise ValueError("fit on a torch Dataset is not supported under torch.distributed; "
                              "pass arrays X, y (each process trains on its shard)")
@@ -432,6 +432,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
             self.prior_sigma_ = None
         seed, self.lam_, self.noise_std_ = distributed.agree((seed, self.lam_, self.noise_std_),
                                                              device)
+        bound = self._safe_step(operator, clean.shape)
         if kind == "pretrained":
             step = ProximalStep(operator, with_precision(denoiser, self.precision, device),
                                 lam=self.lam_, sigma=self.prior_sigma_, eta=self.eta,
@@ -442,7 +443,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
                 regularizer = build_regularizer(self.regularizer, self.n_channels_, self.lam_)
             _check_regularizer(regularizer, clean[:1])
             regularizer = with_precision(regularizer, self.precision, device)
-            self._warn_if_not_contractive(operator, clean.shape)
+            self._warn_if_not_contractive(bound)
             step = GradientStep(operator, regularizer, eta=self.eta,
                                 precondition=self.precondition, lam=self.lam_,
                                 initializer="tikhonov", learn_step=self.learn_step)
@@ -470,7 +471,9 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
             iterator_train__shuffle=True,
             iterator_train__generator=torch.Generator().manual_seed(sampler.seed),
             training_measurements=sampler,
-            divergence_hint=f"eta={self.eta}: {self._contraction_note(operator, clean.shape)}",
+            divergence_hint=f"eta={self.eta}: the linear part of the map contracts for eta in "
+                            f"(0, {bound:.3g}); reduce eta or max_epochs/lr if the learned "
+                            "regularizer grows.",
             jacobian_penalty=self.jacobian_penalty,
         )
         self.net_.initialize()
@@ -517,15 +520,14 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
             else fixed_point_map.regularizer
         return module.module if isinstance(module, MixedPrecision) else module
 
-    def _contraction_note(self, operator, shape):
-        bound = safe_step_size(operator, (1, *shape[1:]), alpha=self.lam_,
-                               precondition_lam=self.lam_ if self.precondition else None)
-        return (f"the linear part of the map contracts for eta in (0, {bound:.3g}); reduce eta or "
-                "max_epochs/lr if the learned regularizer grows.")
+    def _safe_step(self, operator, shape):
+        """The step sizes for which the linear part of the map contracts: (0, bound).
 
-    def _warn_if_not_contractive(self, operator, shape):
-        bound = safe_step_size(operator, (1, *shape[1:]), alpha=self.lam_,
-                               precondition_lam=self.lam_ if self.precondition else None)
+        One power iteration per ``fit`` (the warning and the divergence hint share it)."""
+        return safe_step_size(operator, (1, *shape[1:]), alpha=self.lam_,
+                              precondition_lam=self.lam_ if self.precondition else None)
+
+    def _warn_if_not_contractive(self, bound):
         if self.eta >= bound:
             warnings.warn(
                 f"eta={self.eta} is outside the safe range (0, {bound:.3g}) for this operator "
@@ -642,7 +644,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         estimator = cls(operator, regularizer=spec, noise_std=noise_std, **params)
         estimator._validate_params()
         estimator._check_scalar_params()
-        device = _resolve_device(estimator.device)
+        device = resolve_device(estimator.device)
         operator = copy.deepcopy(estimator._make_operator())
         clean = calibration_crops().repeat(1, channels, 1, 1)
         try:
@@ -688,21 +690,6 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         if (cache is None and self.reuse_fixed_points and self.n_iter_ == 0) or \
                 (cache is not None and not cache.matches(clean)):
             module.cache = FixedPointCache.for_data(clean).to(self.net_.device)
-
-
-def _resolve_device(device):
-    name = str(device)
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} was requested but CUDA is not available "
-                         "(torch.cuda.is_available() is False); use device='cpu' or 'auto'")
-    try:
-        torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") \
-            from None
-    return name
 
 
 def _check_regularizer(regularizer, sample):
