@@ -661,8 +661,8 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         return estimator
 
     @classmethod
-    def load(cls, path):
-        """Read an estimator written by :meth:`save`.
+    def load(cls, path, *, params=None, allow_pickle=False):
+        """Read an estimator written by :meth:`save`; no code from the file is run.
 
         A model trained on a GPU loads on a machine without CUDA: its tensors are mapped to
         the CPU and a ``device`` naming CUDA becomes ``"cpu"`` (with a warning).
@@ -670,12 +670,19 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         Parameters
         ----------
         path : str or os.PathLike
+        params : dict or None, default None
+            Values the file cannot store (objects of your own classes, such as a custom
+            regularizer module, whose weights are then loaded into a copy of it).
+        allow_pickle : bool, default False
+            Unsafe: also read files of the old pickle format (version 1), which run code while
+            loading. Only for files you trust; save them again to convert them.
 
         Returns
         -------
         estimator : instance of ``cls`` (or of a subclass)
         """
-        return persistence.load(path, expected_class=cls)
+        return persistence.load(path, expected_class=cls, params=params,
+                                allow_pickle=allow_pickle)
 
     def __setstate__(self, state):
         super().__setstate__(state)
