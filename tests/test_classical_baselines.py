@@ -170,7 +170,7 @@ def test_tv_beats_tikhonov_on_piecewise_constant_images():
     X_test = make_measurements(test, blur, noise_std=0.02, random_state=2)
     tuned, strongest = tune_strongest(blur, X_train, train, methods=["tikhonov", "tv"], cv=2)
     assert strongest == "tv"
-    assert tuned["tv"].n_evaluated == 10 < len(TV_WEIGHT_GRID)  # coarse to fine
+    assert tuned["tv"].n_evaluated < len(TV_WEIGHT_GRID)  # coarse to fine
     tv, tikhonov = tuned["tv"].estimator, tuned["tikhonov"].estimator
     assert tv.score(X_test, test) > tikhonov.score(X_test, test) + 3.0  # measured: 4.9 dB
 
@@ -258,6 +258,10 @@ def test_coarse_to_fine_search_finds_the_exhaustive_choice(blurred, blur, monkey
     coarse = tune_strongest(blur, X, y, methods=["tikhonov"])[0]["tikhonov"]
     assert (coarse.value, coarse.cv_psnr) == (exhaustive.value, exhaustive.cv_psnr)
     assert coarse.n_evaluated <= 10 + 4 < exhaustive.n_evaluated == len(LAM_GRID)
+    monkeypatch.setitem(tuning.BASELINES, "tikhonov",
+                        dataclasses.replace(tuning.BASELINES["tikhonov"], grid=(0.01,)))
+    single = tune_strongest(blur, X, y, methods=["tikhonov"])[0]["tikhonov"]
+    assert (single.value, single.n_evaluated) == (0.01, 1)
 
 
 # --- bad inputs --------------------------------------------------------------------------------

@@ -105,15 +105,21 @@ def rgb_model(photos, tmp_path_factory):
 def test_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     code, stdout, stderr = run(["demo", "--epochs", "1", "--out", out, "--size", "16",
-                                "--n-train", "40", "--threads", "1"], capsys)
+                                "--n-train", "40", "--threads", "1", "--photo-crop", "24",
+                                "--photo-train", "6", "--finetune-seconds", "0.5"], capsys)
     assert code == 0, stderr
+    # part 1: the shipped prior on held-out photos, for each kernel, against tuned baselines
+    assert stdout.index("Part 1") < stdout.index("Part 2")
+    for kernel in ("gaussian:9,1.6", "disk:2", "motion:9,30"):
+        assert f"Kernel {kernel}" in stdout
+    assert stdout.count("zero-shot prior") >= 3 and stdout.count("fine-tuned prior (") == 3
     assert "train_loss" in stdout  # skorch's per-epoch table, then the comparison table
     for row in ("measurement", "direct inverse", "Tikhonov (lam=", "Wiener (balance=",
                 "total variation (weight=", "implicit (JFB)"):
         assert row in stdout
     assert "PSNR (dB)" in stdout and "SSIM" in stdout and "time (s)" in stdout
-    for name in ("reconstructions.png", "convergence.png", "results.json", "results.md",
-                 "model.pkl"):
+    for name in ("photos.png", "reconstructions.png", "convergence.png", "results.json",
+                 "results.md", "model.pkl"):
         assert (out / name).stat().st_size > 0, name
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left"
     results = json.loads((out / "results.json").read_text())
@@ -124,6 +130,10 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert 0 <= methods["implicit"]["converged_share"] <= 1
     assert methods["implicit"]["iterations"] >= 1
     assert "| implicit (JFB) |" in (out / "results.md").read_text()
+    photos = {part["kernel"]: {row["key"] for row in part["methods"]}
+              for part in results["photos"]}
+    assert set(photos) == {"gaussian:9,1.6", "disk:2", "motion:9,30"}
+    assert all({"tv", "implicit", "fine-tuned"} <= keys for keys in photos.values())
 
     # one model format: what est.save writes, loadable by ImplicitRegressor.load
     estimator = ImplicitRegressor.load(out / "model.pkl")

@@ -246,6 +246,7 @@ def test_a_damaged_file_is_refused(damage, message, fitted, tmp_path):
     ("operator", "os.system"),
     ("optimizer", "builtins.eval"),
     ("module", "torch.nn.modules.module.Module"),
+    ("callback", "skorch.callbacks.Checkpoint"),
 ])
 def test_classes_outside_the_allow_list_are_refused(where, name, fitted, tmp_path):
     marker = tmp_path / "pwned"
@@ -258,6 +259,9 @@ def test_classes_outside_the_allow_list_are_refused(where, name, fitted, tmp_pat
                                                  "args": {"command": f"touch {marker}"}}
         elif where == "optimizer":
             header["params"]["optimizer"] = {"$type": "class", "name": name}
+        elif where == "callback":  # one that would write files where the file says
+            header["net"]["callbacks"].append(["user_0", {
+                "$type": "object", "class": name, "args": {"dirname": str(tmp_path)}}])
         else:
             header["net"]["module"]["class"] = name
 
@@ -377,10 +381,29 @@ def test_a_custom_regularizer_is_passed_again_and_gets_its_weights(faces, blur, 
         persistence.load(tmp_path / "model.pt", params={"regularizer": DnCNN(depth=2, width=2)})
 
 
+def test_callbacks_are_passed_again_or_left_out_with_a_warning(blurred, blur, tmp_path):
+    from skorch.callbacks import Checkpoint
+
+    X, y = blurred
+    checkpoint = Checkpoint(dirname=str(tmp_path / "checkpoints"), monitor=None)
+    estimator = ImplicitDeblurRegressor(blur, regularizer="dncnn:2x4", callbacks=[checkpoint],
+                                        max_epochs=1, max_iter=10, random_state=0)
+    estimator.fit(X[:N], y[:N]).save(tmp_path / "model.pt")
+    with pytest.warns(UserWarning, match="saved with callbacks .*Checkpoint.* callbacks=None"):
+        loaded = ImplicitRegressor.load(tmp_path / "model.pt")
+    assert loaded.callbacks is None and "user_0" not in dict(loaded.net_.callbacks)
+    np.testing.assert_array_equal(loaded.predict(X[N:]), estimator.predict(X[N:]))
+    again = persistence.load(tmp_path / "model.pt", params={"callbacks": [checkpoint]})
+    assert isinstance(dict(again.net_.callbacks)["user_0"], Checkpoint)
+    (tmp_path / "checkpoints" / "params.pt").unlink()
+    again.partial_fit(X[:N], y[:N])  # the checkpoint passed again is written
+    assert len(again.history) == 2 and (tmp_path / "checkpoints" / "params.pt").exists()
+
+
 def test_a_model_from_a_pretrained_prior_survives_a_round_trip(blurred, blur, tmp_path):
     X, _ = blurred
     estimator = ImplicitDeblurRegressor.from_pretrained(blur, noise_std=0.01, lam=0.01,
-                                                        max_iter=5, n_threads=1)
+                                                        max_iter=30, n_threads=1)
     estimator.save(tmp_path / "model.pt")
     loaded = ImplicitRegressor.load(tmp_path / "model.pt")
     np.testing.assert_array_equal(loaded.predict(X[:2]), estimator.predict(X[:2]))

@@ -69,7 +69,7 @@ def fine_tune(model, X, y, seconds):
     return tuned, time.perf_counter() - start
 
 
-def run_photos(noise, seed, crop, finetune_seconds, device):
+def run_photos(noise, seed, crop, finetune_seconds, device, n_train=N_TRAINING_CROPS):
     """Compare on the held-out photos for each kernel of :data:`PHOTO_KERNELS`.
 
     Parameters
@@ -81,6 +81,9 @@ def run_photos(noise, seed, crop, finetune_seconds, device):
     finetune_seconds : float
         Budget of fine-tuning per kernel (0: none).
     device : str
+    n_train : int
+        Training crops (of side ``min(TRAINING_CROP, crop)``) on which the baselines are tuned
+        and the prior fine-tuned.
 
     Returns
     -------
@@ -99,7 +102,8 @@ def run_photos(noise, seed, crop, finetune_seconds, device):
     results = []
     for index, spec in enumerate(PHOTO_KERNELS):
         operator = Blur(parse_kernel(spec))
-        X_train, y_train = training_pairs(operator, noise, seed + index)
+        X_train, y_train = training_pairs(operator, noise, seed + index, n_train,
+                                          min(TRAINING_CROP, crop))
         X_test = make_measurements(truth, operator, noise, random_state=seed + 100 + index)
         start = time.perf_counter()
         model = ImplicitDeblurRegressor.from_pretrained(operator=operator, noise_std=noise,

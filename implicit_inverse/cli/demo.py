@@ -13,7 +13,7 @@ from .. import __version__
 from ._common import (CommandError, add_device_option, add_threads_option, check_device,
                       image_size, nonnegative_int, positive_int, save_model)
 from ._compare import best_baseline, compare_methods, markdown_table, print_table
-from ._photo_demo import PHOTO_KERNELS, plot_photos, run_photos
+from ._photo_demo import N_TRAINING_CROPS, PHOTO_KERNELS, plot_photos, run_photos
 
 DEMO_BLUR = (9, 1.5)
 DEMO_KERNEL = f"gaussian:{DEMO_BLUR[0]},{DEMO_BLUR[1]}"
@@ -58,6 +58,8 @@ def add_parser(commands):
     demo.add_argument("--size", type=image_size, default=32, help=argparse.SUPPRESS)
     demo.add_argument("--n-train", type=positive_int, default=None, help=argparse.SUPPRESS)
     demo.add_argument("--photo-crop", type=image_size, default=PHOTO_CROP,
+                      help=argparse.SUPPRESS)
+    demo.add_argument("--photo-train", type=positive_int, default=N_TRAINING_CROPS,
                       help=argparse.SUPPRESS)
     demo.set_defaults(handler=run)
     return demo
@@ -111,7 +113,7 @@ def run(args):
         raise CommandError(f"--finetune-seconds must be >= 0, got {args.finetune_seconds}")
     print(f"Part 1: the shipped prior on held-out photos (device {device})")
     photo_results, photo_truth = run_photos(DEMO_NOISE, args.seed, args.photo_crop,
-                                            args.finetune_seconds, device)
+                                            args.finetune_seconds, device, args.photo_train)
     print("\nPart 2: the default model trained from scratch on faces")
     size = args.size
     train, test = train_test_faces(size=size, n_test=N_TEST_FACES, n_patches=N_TRAIN_PATCHES,

@@ -16,10 +16,14 @@ kernels, masks, optimizer moments) are entries of ``tensors``. A file that names
 or is truncated or altered, is refused with :class:`ModelFileError`, naming the file.
 
 Parameters the file cannot store as data are values of the user's own classes: a custom
-``torch.nn.Module`` regularizer, a custom operator, solver or gradient strategy, skorch
-callbacks, a ``RandomState``. ``save`` records their class name (and a module's weights) and
-:func:`load` asks for them again: ``load(path, params={"regularizer": MyNet()})`` (the weights
-saved are loaded into a copy of the module passed; the fitted network gets the trained ones).
+``torch.nn.Module`` regularizer, a custom operator, solver or gradient strategy, a
+``RandomState``. ``save`` records their class name (and a module's weights) and :func:`load`
+asks for them again: ``load(path, params={"regularizer": MyNet()})`` (the weights saved are
+loaded into a copy of the module passed; the fitted network gets the trained ones). skorch
+``callbacks`` are not stored either, but for ``LRScheduler`` and ``ProgressBar`` (a
+``Checkpoint`` holds file paths that a crafted file could aim anywhere): passed again, they are
+used as in ``fit``; otherwise the model loads with ``callbacks=None`` and a warning, which
+changes nothing for ``predict``.
 Instances of the package's classes must be what their constructor builds: one with an added
 attribute, a hook or a replaced layer cannot be saved (``TypeError``).
 
@@ -268,7 +272,10 @@ class _Writer:
 
     def unsaved_param(self, name, value):
         """A parameter of the user's own class: its class name and, for a module, its weights."""
-        entry = {"$type": "unsaved", "class": _class_name(type(value))}
+        kind = _class_name(type(value))
+        if isinstance(value, (list, tuple)):
+            kind += f" of {', '.join(_class_name(type(item)) for item in value)}"
+        entry = {"$type": "unsaved", "class": kind}
         if isinstance(value, nn.Module):
             entry.update(self.module_state(value, f"params.{name}"))
         return entry
@@ -416,8 +423,9 @@ def load(path, expected_class=None, *, params=None, allow_pickle=False):
         Raise ``TypeError`` unless the stored estimator is an instance of this class.
     params : dict or None, default None
         Values of the parameters that the file could not store (those of your own classes: a
-        custom regularizer module, operator, solver, callbacks, ...), which it names when they
-        are missing. A module passed is copied and gets the saved weights.
+        custom regularizer module, operator, solver, ...), which it names when they are
+        missing. A module passed is copied and gets the saved weights. ``callbacks`` not passed
+        again are None (with a warning).
     allow_pickle : bool, default False
         **Unsafe**: also read a file of format 1 (implicit_inverse 0.1), a pickle that runs
         whatever code it holds. Only for files you trust, to convert them:
@@ -553,12 +561,13 @@ def _rebuild(header, tensors, name, expected_class, supplied):
 
 
 def _check_supplied(supplied, unsaved, name):
-    """Refuse ``params`` that are missing or that the file stores."""
+    """Refuse ``params`` that are missing (but ``callbacks``) or that the file stores."""
     stored = sorted(set(supplied) - set(unsaved))
     if stored:
         raise TypeError(f"params {stored} are stored in {name!r}: pass only the parameters the "
                         "file could not store; change the others with set_params after loading")
-    missing = {param: kind for param, kind in unsaved.items() if param not in supplied}
+    missing = {param: kind for param, kind in unsaved.items()
+               if param not in supplied and param != "callbacks"}
     if missing:
         listed = ", ".join(f"{param!r} (a {kind})" for param, kind in missing.items())
         raise ModelFileError(
@@ -634,7 +643,14 @@ class _Reader:
         return module
 
     def unsaved(self, value, param):
-        """A parameter of the user's own class, passed again to :func:`load`."""
+        """A parameter of the user's own class, passed again to :func:`load` (``callbacks``
+        not passed again are None, with a warning)."""
+        if param == "callbacks" and param not in self.supplied:
+            warnings.warn(f"{self.name!r} was saved with callbacks ({value['class']}), which a "
+                          "model file does not store (they hold code and file paths): it is "
+                          "loaded with callbacks=None; pass them again with load(path, "
+                          "params={'callbacks': [...]}) to keep them", UserWarning, stacklevel=5)
+            return None
         supplied = self.supplied[param]
         if "state" not in value:
             return supplied
@@ -671,7 +687,11 @@ def _build_net(spec, reader, estimator_device):
         if not str(estimator_device).startswith("cuda"):  # else use_available_device warns
             warnings.warn(f"the model's network was saved on {device!r} but CUDA is not "
                           "available here: it is loaded on the CPU", UserWarning, stacklevel=4)
-    callbacks = [(name, reader.decode(callback)) for name, callback in spec["callbacks"]]
+    # the user's callbacks are copies of the callbacks parameter: those it no longer has are
+    # left out (callbacks=None when they were not passed again)
+    users = reader.lookup("params", "callbacks") or []
+    callbacks = [(name, reader.decode(callback)) for name, callback in spec["callbacks"]
+                 if not (isinstance(callback, dict) and callback.get("index", -1) >= len(users))]
     net = EquilibriumNet(module=reader.decode(spec["module"]), callbacks=callbacks, **params)
     net.initialize()
     net.optimizer_.load_state_dict(reader.decode(spec["optimizer_state"]))
@@ -822,7 +842,7 @@ def _constructor_arguments(*transient):
 
 
 def _callback_arguments(value, key):
-    return value.get_params()
+    return value.get_params(deep=False)
 
 
 @functools.cache
