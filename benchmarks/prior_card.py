@@ -10,7 +10,8 @@ For each noise level, Gaussian noise (seeded) is added to the held-out photos ``
 - ``denoise_nl_means`` (``h = 0.8 sigma``, ``fast_mode``, told ``sigma``, patch 5, distance 6:
   scikit-image's documented recipe).
 
-Prints a markdown table of PSNR (dB) and the prior's card. Run::
+Prints a markdown table of PSNR (dB) and the prior's card. ``denoise_wavelet`` needs PyWavelets
+(the ``bench`` extra). Run::
 
     python benchmarks/prior_card.py [--prior dncnn-gray] [--threads 1]
 """

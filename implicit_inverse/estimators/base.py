@@ -180,9 +180,17 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
     operator_ : LinearOperator
         The operator used (a copy of ``operator``).
     lam_ : float
-        The Tikhonov weight used.
+        The Tikhonov weight used (with a pretrained prior: the calibrated data weight).
     noise_std_ : float
-        Std of the noise added to training batches (estimated when ``noise_std="auto"``).
+        Noise std of the training measurements (estimated when ``noise_std="auto"``).
+    regularizer_ : torch.nn.Module
+        The trained regularizer (DE-GRAD) or denoiser (plug-and-play) that ``predict`` uses.
+    prior_sigma_ : float or None
+        The denoiser strength of a pretrained prior's map as calibrated (trained further with
+        ``learn_step``); None for a DnCNN or module regularizer.
+    prior_scores_ : dict of float to float
+        With a pretrained prior and ``lam="auto"``: the calibration PSNR (dB) of each strength
+        factor tried (see :func:`~implicit_inverse.training.calibration.calibrate_prior`).
     n_channels_ : int
     image_shape_ : tuple (C, H, W)
         Shape of one training measurement.
