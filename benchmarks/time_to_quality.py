@@ -140,7 +140,7 @@ class TorchRun:
         from skorch.callbacks import LRScheduler
         from torch.optim.lr_scheduler import CosineAnnealingLR
         from implicit_inverse import ImplicitDeblurRegressor
-        from implicit_inverse.estimators.losses import CRITERIA
+        from implicit_inverse.training.losses import CRITERIA
         defaults = ImplicitDeblurRegressor(operator=operator).get_params()
         self.method, self.operator, self.lam = method, operator, lam
         self.batch_size, self.seed, self.stopped = defaults["batch_size"], seed, None

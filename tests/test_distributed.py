@@ -140,7 +140,7 @@ def test_ddp_two_processes_matches_one_process(tmp_path):
 
 
 # -- the estimators under torch.distributed ----------------------------------------------------
-# ``ImplicitRegressor.fit`` finds the process group (see implicit_inverse.estimators.distributed):
+# ``ImplicitRegressor.fit`` finds the process group (see implicit_inverse.training.distributed):
 # each process trains on its shard, gradients are averaged with one all_reduce per batch, and
 # only rank 0 writes checkpoints and models. The estimators compute in float32, so 2 processes
 # agree with 1 process to float32 rounding (amplified a little by the solves' stopping

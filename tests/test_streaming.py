@@ -1,4 +1,4 @@
-"""fit / partial_fit on a torch Dataset of clean images (implicit_inverse.estimators.streaming)."""
+"""fit / partial_fit on a torch Dataset of clean images (implicit_inverse.training.streaming)."""
 
 import numpy as np
 import pytest

@@ -163,7 +163,7 @@ def run(args):
                                    f"{args.data!r}")
         estimator, metadata = _train_on_arrays(args, spec, device)
     save_model(model, estimator, metadata)
-    from ..estimators.distributed import is_main_process
+    from ..training.distributed import is_main_process
 
     if is_main_process():  # under torchrun only rank 0 writes the file
         size_kb = model.stat().st_size / 1024

@@ -5,8 +5,8 @@ from ..baselines import (DirectInverseRegressor, TikhonovRegressor, TotalVariati
 from .base import ImplicitRegressor
 from .tasks import (ImplicitDeblurRegressor, ImplicitInpaintingRegressor,
                     ImplicitSuperResolutionRegressor)
-from .losses import PSNRLoss
-from .training import DivergenceError
+from ..training.losses import PSNRLoss
+from ..training.engine import DivergenceError
 
 __all__ = ["ImplicitRegressor", "ImplicitDeblurRegressor", "ImplicitSuperResolutionRegressor",
            "ImplicitInpaintingRegressor", "TikhonovRegressor", "WienerRegressor",

@@ -26,14 +26,15 @@ from ..networks.precision import PRECISIONS, MixedPrecision, with_precision
 from .._runtime import float32_default, resolve_device, torch_threads
 from .._validation import warn_if_out_of_range
 from ..operators import LinearOperator
-from . import distributed, persistence, streaming
+from ..training import distributed, streaming
+from . import persistence
 from ..baselines.tuning import tune_lam
-from .losses import CRITERIA
-from .pretraining import pretrain
+from ..training.losses import CRITERIA
+from ..training.pretraining import pretrain
 from .inputs import (ImageRegressorMixin, check_channels, validate_measurements,
                      validate_training_pair)
-from .training import (EquilibriumNet, FixedPointCache, ReconstructionModule, SolverStatsLog,
-                       TrainingMeasurements)
+from ..training.engine import (EquilibriumNet, FixedPointCache, ReconstructionModule,
+                               SolverStatsLog, TrainingMeasurements)
 
 SHARED_PARAMETERS_DOC = """
     regularizer : str or torch.nn.Module, default "dncnn:5x24"
@@ -112,7 +113,7 @@ SHARED_PARAMETERS_DOC = """
         the map from its starting point (the Tikhonov solution corrected once by the network)
         is trained to give the clean image, at the cost of one network forward and backward per
         image (no solve, no Jacobian penalty; see
-        :mod:`~implicit_inverse.estimators.pretraining`). Its loss per epoch is in
+        :mod:`~implicit_inverse.training.pretraining`). Its loss per epoch is in
         ``pretraining_history_``.
     max_epochs : int, default 40
     batch_size : int, default 32

@@ -95,10 +95,10 @@ from ..equilibrium import (JFB, Anderson, Exact, ForwardIteration, GradientStep,
 from ..networks import DnCNN, MixedPrecision, NoiseLevelDenoiser, TikhonovPlusNetwork
 from ..operators import Blur, Downsample, Identity, Mask
 from ..operators.base import _Adjoint, _Composed, _Scaled, _Sum
-from .losses import CRITERIA
-from .streaming import SetEpoch
-from .training import (EquilibriumNet, FixedPointCache, ReconstructionModule, SolverStatsLog,
-                       TrainingMeasurements)
+from ..training.losses import CRITERIA
+from ..training.streaming import SetEpoch
+from ..training.engine import (EquilibriumNet, FixedPointCache, ReconstructionModule,
+                               SolverStatsLog, TrainingMeasurements)
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFile", "ModelFileError", "atomic_write", "load",
            "read", "save", "use_available_device"]
@@ -162,7 +162,7 @@ def save(estimator, path, *, metadata=None):
     at once without writing or waiting (their models are the same).
     """
     from .. import __version__
-    from .distributed import is_main_process
+    from ..training.distributed import is_main_process
 
     if not is_main_process():
         return
