@@ -13,7 +13,8 @@ from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..estimators.inputs import ImageRegressorMixin, validate_measurements, validate_training_pair
+from .._image_regressor import (ImageRegressorMixin, validate_measurements,
+                                validate_training_pair)
 from ..operators import LinearOperator, conjugate_gradient
 
 

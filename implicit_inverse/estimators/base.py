@@ -31,8 +31,8 @@ from . import persistence
 from ..baselines.tuning import tune_lam
 from ..training.losses import CRITERIA
 from ..training.pretraining import pretrain
-from .inputs import (ImageRegressorMixin, check_channels, validate_measurements,
-                     validate_training_pair)
+from .._image_regressor import (ImageRegressorMixin, check_channels, validate_measurements,
+                                validate_training_pair)
 from ..training.engine import (EquilibriumNet, FixedPointCache, ReconstructionModule,
                                SolverStatsLog, TrainingMeasurements)
 

@@ -1,11 +1,12 @@
-"""Input checks shared by every estimator: measurement/clean pairs related by an operator."""
+"""What every image-to-image estimator shares (the implicit ones and the classical baselines):
+checks of measurement/clean pairs related by an operator, scikit-learn tags, PSNR scoring."""
 
 from __future__ import annotations
 
 from sklearn.base import RegressorMixin
 
-from .._validation import as_image_tensor, warn_if_out_of_range
-from ..metrics import psnr
+from ._validation import as_image_tensor, warn_if_out_of_range
+from .metrics import psnr
 
 
 def clean_shape(operator, measurement_shape):
