@@ -4,6 +4,7 @@ import os
 
 EXAMPLE_ORDER = [
     "plot_quickstart.py",
+    "plot_pretrained_prior.py",
     "plot_operators_tour.py",
     "plot_jfb_vs_exact.py",
     "plot_classical_baselines.py",
