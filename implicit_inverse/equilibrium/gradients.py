@@ -20,6 +20,7 @@ import numbers
 
 import torch
 
+from .contraction import jacobian_penalty
 from .solvers import get_solver
 
 
@@ -54,6 +55,43 @@ class GradientStrategy(abc.ABC):
             Statistics of the forward solve.
         """
 
+    def share_penalty_step(self, share):
+        """Ask the next :meth:`attach` to keep what :meth:`jacobian_penalty` can reuse.
+
+        Parameters
+        ----------
+        share : bool
+
+        Returns
+        -------
+        bool
+            Whether the strategy will share (only :class:`JFB` can).
+        """
+        return False
+
+    def jacobian_penalty(self, fixed_point_map, x_star, d, output=None, generator=None):
+        """The Jacobian penalty of the last solve (what a training step adds to its loss).
+
+        Parameters
+        ----------
+        fixed_point_map : FixedPointMap
+        x_star : torch.Tensor of shape (N, C, H, W)
+            The fixed points of the last solve (detached).
+        d : torch.Tensor
+            Their measurements.
+        output : torch.Tensor of shape (N, C, H, W) or None
+            What :meth:`attach` returned: a strategy that kept its differentiable step reuses
+            that evaluation (one forward pass and one graph less).
+        generator : torch.Generator or None
+            Stream of the Hutchinson probe.
+
+        Returns
+        -------
+        torch.Tensor
+            0-d, differentiable (:func:`~implicit_inverse.equilibrium.jacobian_penalty`).
+        """
+        return jacobian_penalty(fixed_point_map, x_star, d, generator=generator)
+
     def __repr__(self):
         return f"{type(self).__name__}()"
 
@@ -87,6 +125,23 @@ class JFB(GradientStrategy):
 
     def __repr__(self):
         return "JFB(track_input=True)" if self.track_input else "JFB()"
+
+    def share_penalty_step(self, share):
+        """Track the step's input (``track_input``) when ``share``; returns ``share``."""
+        self.track_input = bool(share)
+        return self.track_input
+
+    def jacobian_penalty(self, fixed_point_map, x_star, d, output=None, generator=None):
+        """The penalty from the kept step (``output=``) when there is one, else at ``x_star``.
+
+        See :meth:`GradientStrategy.jacobian_penalty`; the kept input is released (its graph
+        lives on in the returned penalty).
+        """
+        point, self.last_input = self.last_input, None
+        if point is not None and output is not None and output.requires_grad:
+            return jacobian_penalty(fixed_point_map, point, d, generator=generator,
+                                    output=output)
+        return jacobian_penalty(fixed_point_map, x_star, d, generator=generator)
 
     def attach(self, fixed_point_map, x_star, d, x0, forward_stats):
         z = x_star.detach()

@@ -15,7 +15,7 @@ from skorch import NeuralNetRegressor
 from skorch.callbacks import Callback, LRScheduler
 from torch import nn
 
-from ..equilibrium import JFB, ConvergenceWarning, jacobian_penalty
+from ..equilibrium import ConvergenceWarning
 from . import distributed
 
 
@@ -337,9 +337,7 @@ class EquilibriumNet(NeuralNetRegressor):
             measurement, clean, codes = self.training_measurements(clean)
         layer = self.module_.layer
         # JFB's differentiable step also serves the Jacobian penalty: one evaluation, one graph
-        share = self.jacobian_penalty > 0 and isinstance(layer.gradient, JFB)
-        if isinstance(layer.gradient, JFB):
-            layer.gradient.track_input = share
+        layer.gradient.share_penalty_step(self.jacobian_penalty > 0)
         x0 = None
         cache = getattr(self.module_, "cache", None)
         if cache is not None:
@@ -354,13 +352,9 @@ class EquilibriumNet(NeuralNetRegressor):
         diverged = bool(stats.diverged.any())
         objective = loss
         if self.jacobian_penalty > 0 and not diverged:
-            if share and prediction.requires_grad:
-                penalty = jacobian_penalty(layer.map, layer.gradient.last_input, measurement,
-                                           generator=self._probe_generator(), output=prediction)
-                layer.gradient.last_input = None  # the graph lives on in the penalty
-            else:
-                penalty = jacobian_penalty(layer.map, self.module_.last_solution, measurement,
-                                           generator=self._probe_generator())
+            penalty = layer.gradient.jacobian_penalty(
+                layer.map, self.module_.last_solution, measurement, output=prediction,
+                generator=self._probe_generator())
             self.history.record_batch("jac", float(penalty.detach()))
             objective = loss + self.jacobian_penalty * penalty
         skipped = diverged or not bool(torch.isfinite(objective))
