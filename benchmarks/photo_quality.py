@@ -65,6 +65,7 @@ import time
 import numpy as np
 import torch
 
+from implicit_inverse.data.photos import training_crops
 from run import machine_line, markdown_table, quiet_warnings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,20 +79,6 @@ TARGETS = {"zero-shot prior": 1.0, "fine-tuned prior": 1.5}
 
 
 # -- data ---------------------------------------------------------------------------------------
-def training_crops(n, size, seed):
-    """``n`` random ``size`` x ``size`` crops of the training planes (never a held-out photo)."""
-    from implicit_inverse.data.photos import training_planes
-    planes = [p for p in training_planes() if min(p.shape) >= size]
-    rng = np.random.default_rng(seed)
-    crops = []
-    for _ in range(n):
-        plane = planes[rng.integers(len(planes))]
-        top = rng.integers(plane.shape[0] - size + 1)
-        left = rng.integers(plane.shape[1] - size + 1)
-        crops.append(plane[top:top + size, left:left + size])
-    return np.stack(crops).astype(np.float32)
-
-
 def centre(image, size):
     top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
     return np.ascontiguousarray(image[top:top + size, left:left + size])

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, denoise_wavelet
 
-from implicit_inverse.data.photos import HELD_OUT_PHOTOS, load_photo, training_planes
+from implicit_inverse.data.photos import HELD_OUT_PHOTOS, load_photo, training_crops
 from implicit_inverse.metrics import psnr
 from implicit_inverse.networks.priors import load_prior
 
@@ -39,13 +39,7 @@ def noisy(image, sigma, seed):
 
 def tuned_tv_weight(sigma, seed=0, n_crops=16, size=96):
     """The TV weight of the grid with the best mean PSNR on crops of the training photos."""
-    rng = np.random.default_rng(seed)
-    planes = training_planes()
-    crops = []
-    for _ in range(n_crops):
-        plane = planes[rng.integers(len(planes))]
-        top, left = rng.integers(plane.shape[0] - size), rng.integers(plane.shape[1] - size)
-        crops.append(plane[top:top + size, left:left + size])
+    crops = training_crops(n_crops, size, seed)
     scores = {weight: np.mean([psnr(c[None], denoise_tv_chambolle(noisy(c, sigma, i), weight)[None])
                                for i, c in enumerate(crops)]) for weight in TV_WEIGHTS}
     return max(scores, key=scores.get)

@@ -18,7 +18,7 @@ import numpy as np
 
 from implicit_inverse import ImplicitDeblurRegressor
 from implicit_inverse.baselines import tune_strongest
-from implicit_inverse.data.photos import load_photo, training_planes
+from implicit_inverse.data.photos import load_photo, training_crops
 from implicit_inverse.metrics import psnr
 from implicit_inverse.operators import Blur, disk_kernel, make_measurements
 
@@ -40,14 +40,7 @@ print(f"lam = {model.lam_:.3g}, sigma = {model.prior_sigma_:.3g}; "
 
 # %%
 # The strongest classical baselines, tuned on crops of the other bundled photos.
-rng = np.random.default_rng(0)
-planes = training_planes()
-crops = []
-for _ in range(N_TUNING):
-    plane = planes[rng.integers(len(planes))]
-    top, left = rng.integers(plane.shape[0] - 64), rng.integers(plane.shape[1] - 64)
-    crops.append(plane[top:top + 64, left:left + 64])
-crops = np.stack(crops)
+crops = training_crops(N_TUNING, 64, seed=0)
 tuned, strongest = tune_strongest(blur, make_measurements(crops, blur, 0.01, random_state=1),
                                   crops, methods=["wiener", "tv"])
 classical = tuned["tv"].estimator.predict(measured)

@@ -21,18 +21,10 @@ def training_pairs(operator, noise, seed, n=N_TRAINING_CROPS, size=TRAINING_CROP
     -------
     X, y : ndarray of shape (n, size, size), float32
     """
-    from ..data.photos import training_planes
+    from ..data.photos import training_crops
     from ..operators import make_measurements
 
-    rng = np.random.default_rng(seed)
-    planes = training_planes()
-    crops = []
-    for _ in range(n):
-        plane = planes[rng.integers(len(planes))]
-        top = rng.integers(plane.shape[0] - size + 1)
-        left = rng.integers(plane.shape[1] - size + 1)
-        crops.append(plane[top:top + size, left:left + size])
-    y = np.stack(crops)
+    y = training_crops(n, size, seed)
     return make_measurements(y, operator, noise, random_state=seed), y
 
 

@@ -5,13 +5,8 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-import numpy as np
-
 from ._common import (CommandError, add_device_option, add_max_pixels_option,
                       add_threads_option, check_device, nonnegative_int, positive_int, say)
-
-LUMINANCE = (0.2125, 0.7154, 0.0721)
-"""ITU-R 709 weights of the luminance plane (as ``skimage.color.rgb2gray``)."""
 
 
 def add_parser(commands):
@@ -69,14 +64,13 @@ def training_planes_of(photos, max_pixels):
     """
     from ..data.image_files import list_images, read_image
 
+    from ..data.photos import grayscale_planes
+
     planes = []
     for path in list_images(photos):
         pixels, info = read_image(path, max_pixels=max_pixels)
-        colour = pixels[:info.colour_channels]
-        if colour.shape[0] == 3:
-            planes.append(np.tensordot(LUMINANCE, colour, axes=1))
-        planes.extend(np.ascontiguousarray(channel) for channel in colour)
-    return [plane.astype(np.float32) for plane in planes]
+        planes.extend(grayscale_planes(pixels[:info.colour_channels]))
+    return planes
 
 
 def run(args):

@@ -45,6 +45,26 @@ def load_photo(name, grayscale=True):
     return photo
 
 
+LUMINANCE = (0.2125, 0.7154, 0.0721)
+"""ITU-R 709 weights of the luminance plane (those of ``skimage.color.rgb2gray``)."""
+
+
+def grayscale_planes(channels):
+    """A photo's grayscale planes: its luminance and each channel if it is colour, else itself.
+
+    Parameters
+    ----------
+    channels : ndarray of shape (C, H, W) with C = 1 or 3, values in [0, 1]
+
+    Returns
+    -------
+    list of ndarray of shape (H, W), float32
+    """
+    planes = [np.tensordot(LUMINANCE, channels, axes=1)] if len(channels) == 3 else []
+    planes.extend(channels)
+    return [np.ascontiguousarray(plane, dtype=np.float32) for plane in planes]
+
+
 def training_planes():
     """Grayscale training planes: each training photo's luminance and, for colour photos, each
     of its three channels (more texture for a grayscale prior; never a held-out photo).
@@ -56,9 +76,24 @@ def training_planes():
     planes = []
     for name in TRAINING_PHOTOS:
         photo = load_photo(name, grayscale=False)
-        if photo.ndim == 3:
-            planes.append(load_photo(name, grayscale=True))
-            planes.extend(np.ascontiguousarray(photo[..., c]) for c in range(3))
-        else:
-            planes.append(photo)
+        planes.extend(grayscale_planes(np.moveaxis(np.atleast_3d(photo), -1, 0)))
     return planes
+
+
+def training_crops(n, size, seed):
+    """``n`` random ``size`` x ``size`` crops of :func:`training_planes` (never a held-out
+    photo), a uniform plane and position per crop from ``np.random.default_rng(seed)``.
+
+    Returns
+    -------
+    ndarray of shape (n, size, size), float32
+    """
+    planes = [plane for plane in training_planes() if min(plane.shape) >= size]
+    rng = np.random.default_rng(seed)
+    crops = []
+    for _ in range(n):
+        plane = planes[rng.integers(len(planes))]
+        top = rng.integers(plane.shape[0] - size + 1)
+        left = rng.integers(plane.shape[1] - size + 1)
+        crops.append(plane[top:top + size, left:left + size])
+    return np.stack(crops)

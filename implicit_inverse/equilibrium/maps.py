@@ -142,12 +142,8 @@ class GradientStep(FixedPointMap):
         -------
         torch.Tensor of shape (N, C, H, W)
         """
-        if d.shape != x.shape:
-            raise ValueError(f"d must have the image's shape {tuple(x.shape)} for this "
-                             f"operator, got {tuple(d.shape)}")
-        power = multiplier.abs().square()
-        spectrum = (power * torch.fft.rfft2(x) - multiplier.conj() * torch.fft.rfft2(d)
-                    + torch.fft.rfft2(self.regularizer(x).to(x.dtype)))
+        spectrum, power = _data_gradient_spectrum(x, d, multiplier)
+        spectrum = spectrum + torch.fft.rfft2(self.regularizer(x).to(x.dtype))
         if self.precondition:
             spectrum = spectrum / (power + self.lam)
         return torch.fft.irfft2(spectrum, s=x.shape[-2:])
@@ -216,11 +212,7 @@ class ProximalStep(FixedPointMap):
         """``x - eta P A^T (A x - d)``, shaped like ``x`` (N, C, H, W)."""
         multiplier = self.operator.fourier_multiplier(x.shape, x.dtype, x.device)
         if multiplier is not None:
-            if d.shape != x.shape:
-                raise ValueError(f"d must have the image's shape {tuple(x.shape)} for this "
-                                 f"operator, got {tuple(d.shape)}")
-            power = multiplier.abs().square()
-            spectrum = power * torch.fft.rfft2(x) - multiplier.conj() * torch.fft.rfft2(d)
+            spectrum, power = _data_gradient_spectrum(x, d, multiplier)
             if self.precondition:
                 spectrum = spectrum / (power + self.lam)
             return x - self.eta * torch.fft.irfft2(spectrum, s=x.shape[-2:])
@@ -236,6 +228,28 @@ class ProximalStep(FixedPointMap):
     def initial_point(self, d):
         """The Tikhonov solution ``(A^T A + lam I)^{-1} A^T d``, shaped (N, C, H, W)."""
         return self.operator.solve_normal(self.operator.adjoint(d), self.lam)
+
+
+def _data_gradient_spectrum(x, d, multiplier):
+    """The spectrum of ``A^T (A x - d)`` for an ``A`` diagonal in the Fourier basis.
+
+    Parameters
+    ----------
+    x, d : torch.Tensor of shape (N, C, H, W)
+    multiplier : torch.Tensor of shape (H, W // 2 + 1), complex
+        ``A``'s transfer function (:meth:`LinearOperator.fourier_multiplier`).
+
+    Returns
+    -------
+    spectrum : torch.Tensor of shape (N, C, H, W // 2 + 1), complex
+    power : torch.Tensor of shape (H, W // 2 + 1)
+        ``|A|^2``, the spectrum of ``A^T A`` (for the preconditioner).
+    """
+    if d.shape != x.shape:
+        raise ValueError(f"d must have the image's shape {tuple(x.shape)} for this "
+                         f"operator, got {tuple(d.shape)}")
+    power = multiplier.abs().square()
+    return power * torch.fft.rfft2(x) - multiplier.conj() * torch.fft.rfft2(d), power
 
 
 def _check_positive_finite(value, name):
