@@ -131,8 +131,8 @@ def test_pretraining_resumes_where_it_stopped(tmp_path):
     planes = [np.random.default_rng(0).random((24, 24), dtype=np.float32)]
     # the learning-rate step is placed by the planned total (decay_at * epochs): an interrupted
     # run continues the same plan; here no step falls inside the three epochs
-    options = dict(depth=3, width=4, crops_per_epoch=8, crop=8, batch_size=4, progress=False,
-                   decay_at=1.0)
+    options = dict(architecture={"kind": "dncnn", "depth": 3, "width": 4}, crops_per_epoch=8,
+                   crop=8, batch_size=4, progress=False, decay_at=1.0)
     straight = pretrain_denoiser(planes, tmp_path / "a", epochs=3, **options)
     pretrain_denoiser(planes, tmp_path / "b", epochs=2, **options)
     resumed = pretrain_denoiser(planes, tmp_path / "b", epochs=3, **options)

@@ -3,5 +3,7 @@
 from .denoiser import NoiseLevelDenoiser
 from .dncnn import DnCNN, TikhonovPlusNetwork
 from .precision import MixedPrecision
+from .unet import NoiseLevelUNet
 
-__all__ = ["DnCNN", "MixedPrecision", "NoiseLevelDenoiser", "TikhonovPlusNetwork"]
+__all__ = ["DnCNN", "MixedPrecision", "NoiseLevelDenoiser", "NoiseLevelUNet",
+           "TikhonovPlusNetwork"]

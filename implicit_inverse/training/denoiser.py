@@ -19,7 +19,8 @@ from skorch.callbacks import Callback, Checkpoint, ProgressBar
 from torch import nn
 
 from ..data.photos import TRAINING_PHOTOS
-from ..networks.denoiser import NoiseLevelDenoiser
+from ..networks.precision import PRECISIONS
+from ..networks.priors import DENOISER_KINDS
 
 
 class NoisyCrops(torch.utils.data.Dataset):
@@ -79,6 +80,69 @@ class NoisyCrops(torch.utils.data.Dataset):
             torch.from_numpy(clean)
 
 
+def parse_architecture(spec):
+    """A denoiser architecture from its short spec.
+
+    Parameters
+    ----------
+    spec : str
+        ``"dncnn:DEPTHxWIDTH"`` (for example ``"dncnn:12x32"``) or
+        ``"unet:W1,W2,...[xBLOCKS]"`` (for example ``"unet:16,32,64,128"``, one residual block
+        per scale, or ``"unet:16,32,64,128x2"``).
+
+    Returns
+    -------
+    dict
+        ``{"kind": ..., **constructor arguments}``, as :func:`pretrain_denoiser` takes it.
+
+    Raises
+    ------
+    ValueError
+        Naming the spec and the expected forms.
+    """
+    expected = "expected 'dncnn:DEPTHxWIDTH' or 'unet:W1,W2,...[xBLOCKS]'"
+    kind, _, body = str(spec).partition(":")
+    try:
+        if kind == "dncnn":
+            depth, width = (int(part) for part in body.split("x"))
+            return {"kind": kind, "depth": depth, "width": width}
+        if kind == "unet":
+            widths, _, blocks = body.partition("x")
+            return {"kind": kind, "widths": [int(w) for w in widths.split(",")],
+                    "blocks": int(blocks) if blocks else 1}
+    except ValueError:
+        pass
+    raise ValueError(f"denoiser architecture {spec!r} not understood; {expected}")
+
+
+def with_dead_leaves(planes, fraction, *, count=64, size=256, seed=0):
+    """``planes`` plus a bank of dead-leaves images drawn ``fraction`` of the time.
+
+    Parameters
+    ----------
+    planes : list of ndarray of shape (H, W)
+    fraction : float in [0, 1)
+        Share of the training crops taken from the synthetic images (0: photos only).
+    count, size, seed : int
+        The bank: ``count`` images of ``size`` pixels, a pure function of ``seed``.
+
+    Returns
+    -------
+    planes : list of ndarray of shape (H, W)
+    weights : list of float or None
+        Sampling weights for :class:`NoisyCrops` (None when ``fraction`` is 0).
+    """
+    from ..data.synthetic import dead_leaves_planes
+
+    if not 0 <= fraction < 1:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction!r}")
+    if fraction == 0:
+        return list(planes), None
+    synthetic = dead_leaves_planes(count, size, seed)
+    weight = fraction * len(planes) / (count * (1 - fraction))
+    return list(planes) + synthetic, [1.0] * len(planes) + [weight] * count
+
+
 class _SetEpochAndRate(Callback):
     """At each epoch start: the dataset's epoch, and the learning rate of the step schedule
     (``lr`` until ``decay_at`` of the planned epochs, then ``lr / 10``), both from the history,
@@ -105,11 +169,35 @@ class _Seconds(Callback):
         net.history.record("seconds", time.perf_counter() - self.start_)
 
 
-def pretrain_denoiser(planes, checkpoint_dir, *, depth=12, width=32, epochs=100,
+class DenoiserNet(NeuralNetRegressor):
+    """``NeuralNetRegressor`` whose forward pass may run under ``torch.autocast``.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As for :class:`skorch.NeuralNetRegressor`.
+    precision : {"float32", "bfloat16", "float16"}, default "float32"
+        Dtype of the convolutions; parameters, loss and optimizer stay float32.
+    """
+
+    def __init__(self, *args, precision="float32", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.precision = precision
+
+    def infer(self, x, **fit_params):
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return super().infer(x, **fit_params)
+        with torch.autocast(device_type=torch.device(self.device).type, dtype=dtype):
+            output = super().infer(x, **fit_params)
+        return output.float()
+
+
+def pretrain_denoiser(planes, checkpoint_dir, *, architecture=None, epochs=100,
                       crops_per_epoch=2048, crop=48, batch_size=32, sigma_range=(0.0, 0.1),
                       lr=1e-3, decay_at=0.8, weights=None, seed=0, device="cpu",
-                      progress=True):
-    """Train (or continue training) a grayscale :class:`NoiseLevelDenoiser` on ``planes``.
+                      precision="float32", progress=True):
+    """Train (or continue training) a grayscale denoising prior on ``planes``.
 
     Parameters
     ----------
@@ -118,8 +206,10 @@ def pretrain_denoiser(planes, checkpoint_dir, *, depth=12, width=32, epochs=100,
     checkpoint_dir : str or Path
         Folder of the resumable checkpoint (``params.pt``, ``optimizer.pt``, ``history.json``),
         written after every epoch; an existing checkpoint is continued up to ``epochs``.
-    depth, width : int
-        The DnCNN body.
+    architecture : dict or None
+        ``{"kind": "dncnn" | "unet", **constructor arguments}`` (see
+        :data:`~implicit_inverse.networks.priors.DENOISER_KINDS`); None means a DnCNN 12x32.
+        ``channels`` is always 1.
     epochs : int
         Total epochs, counting those already in the checkpoint.
     crops_per_epoch, crop, batch_size : int
@@ -133,6 +223,9 @@ def pretrain_denoiser(planes, checkpoint_dir, *, depth=12, width=32, epochs=100,
     seed : int
     device : str
         "cpu" or "cuda".
+    precision : {"float32", "bfloat16", "float16"}
+        Autocast dtype of the forward pass (bfloat16 is about 2x faster on CPUs with AVX-512
+        BF16; float16 needs CUDA).
     progress : bool
         One skorch progress bar per epoch.
 
@@ -142,6 +235,14 @@ def pretrain_denoiser(planes, checkpoint_dir, *, depth=12, width=32, epochs=100,
         ``net.module_`` is the trained denoiser; ``net.history`` its per-epoch loss and seconds.
     """
     checkpoint_dir = Path(checkpoint_dir)
+    arguments = dict(architecture or {"kind": "dncnn", "depth": 12, "width": 32})
+    kind = arguments.pop("kind", "dncnn")
+    if kind not in DENOISER_KINDS:
+        raise ValueError(f"architecture kind must be one of {sorted(DENOISER_KINDS)}, "
+                         f"got {kind!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    arguments["channels"] = 1
     dataset = NoisyCrops(planes, weights, crop, sigma_range, crops_per_epoch, seed)
     callbacks = [("schedule", _SetEpochAndRate(lr, int(decay_at * epochs))),
                  ("seconds", _Seconds()),
@@ -152,11 +253,11 @@ def pretrain_denoiser(planes, checkpoint_dir, *, depth=12, width=32, epochs=100,
     if progress:
         callbacks.append(("progress", ProgressBar()))
     torch.manual_seed(seed)
-    net = NeuralNetRegressor(
-        NoiseLevelDenoiser, module__depth=depth, module__width=width, module__channels=1,
-        criterion=nn.MSELoss, optimizer=torch.optim.Adam, lr=lr, batch_size=batch_size,
-        iterator_train__shuffle=False, train_split=None, device=device, callbacks=callbacks,
-        max_epochs=epochs)
+    net = DenoiserNet(
+        DENOISER_KINDS[kind], **{f"module__{key}": value for key, value in arguments.items()},
+        precision=precision, criterion=nn.MSELoss, optimizer=torch.optim.Adam, lr=lr,
+        batch_size=batch_size, iterator_train__shuffle=False, train_split=None, device=device,
+        callbacks=callbacks, max_epochs=epochs)
     net.initialize()
     if (checkpoint_dir / "params.pt").exists():
         net.load_params(f_params=checkpoint_dir / "params.pt",
@@ -168,7 +269,8 @@ def pretrain_denoiser(planes, checkpoint_dir, *, depth=12, width=32, epochs=100,
     return net
 
 
-def model_card(net, *, crop, batch_size, sigma_range, hardware):
+def model_card(net, *, crop, batch_size, sigma_range, hardware, precision="float32",
+               dead_leaves=0.0):
     """The training facts stored beside the weights (plain values).
 
     Parameters
@@ -178,6 +280,10 @@ def model_card(net, *, crop, batch_size, sigma_range, hardware):
     crop, batch_size : int
     sigma_range : (float, float)
     hardware : str
+    precision : str
+        The autocast dtype of training.
+    dead_leaves : float
+        Share of crops drawn from dead-leaves images.
 
     Returns
     -------
@@ -185,12 +291,15 @@ def model_card(net, *, crop, batch_size, sigma_range, hardware):
     """
     history = net.history
     steps = int(sum(history[:, "train_batch_count"])) if len(history) else 0
+    synthetic = (f"; {dead_leaves:.0%} of the crops from procedural dead-leaves images"
+                 if dead_leaves else "")
     return {
         "data": "scikit-image sample photos " + ", ".join(TRAINING_PHOTOS)
-                + " (luminance and each colour channel); camera and coffee held out",
+                + " (luminance and each colour channel); camera and coffee held out" + synthetic,
         "recipe": f"random {crop}x{crop} crops, flips and quarter turns, Gaussian noise of std "
                   f"uniform in [{sigma_range[0]}, {sigma_range[1]}], MSE, Adam, "
-                  f"batch {batch_size}, learning rate / 10 for the last epochs",
+                  f"batch {batch_size}, learning rate / 10 for the last epochs, {precision} "
+                  f"forward",
         "epochs": len(history),
         "optimizer_steps": steps,
         "final_train_loss": float(history[-1, "train_loss"]) if len(history) else None,

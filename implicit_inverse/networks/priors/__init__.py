@@ -3,7 +3,9 @@
 A prior file is written with :func:`torch.save` and read with ``torch.load(weights_only=True)``,
 which unpickles only tensors and plain containers: loading never runs code from the file. It holds
 ``{"format": "implicit_inverse.prior", "version": 1, "architecture": {...},
-"state_dict": {...}, "card": {...}}``, where ``card`` records how the weights were trained.
+"state_dict": {...}, "card": {...}}``, where ``card`` records how the weights were trained and
+``architecture`` holds the denoiser's ``kind`` (see :data:`DENOISER_KINDS`; files written before
+the U-Net have none and are DnCNNs) and its constructor's arguments.
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ from pathlib import Path
 import torch
 
 from ..denoiser import NoiseLevelDenoiser
+from ..unet import NoiseLevelUNet
 
 FORMAT = "implicit_inverse.prior"
 VERSION = 1
 PRIORS_DIR = Path(__file__).resolve().parent
 DEFAULT_PRIOR = "dncnn-gray"
 """Name of the prior used when none is named (``regularizer="pretrained"``)."""
+DENOISER_KINDS = {cls.KIND: cls for cls in (NoiseLevelDenoiser, NoiseLevelUNet)}
+"""The denoiser classes a prior file can hold, by the ``kind`` stored in its architecture."""
 
-__all__ = ["DEFAULT_PRIOR", "PriorFileError", "available_priors", "load_prior", "load_prior_file",
-           "save_prior_file"]
+__all__ = ["DEFAULT_PRIOR", "DENOISER_KINDS", "PriorFileError", "available_priors", "load_prior",
+           "load_prior_file", "save_prior_file"]
 
 
 class PriorFileError(ValueError):
@@ -39,13 +44,13 @@ def available_priors():
 
 
 def save_prior_file(path, denoiser, card):
-    """Write ``denoiser`` (a :class:`NoiseLevelDenoiser`) and its model card to ``path``.
+    """Write ``denoiser`` (one of :data:`DENOISER_KINDS`) and its model card to ``path``.
 
     Parameters
     ----------
     path : str or Path
         Destination; written atomically (an existing file is replaced only when complete).
-    denoiser : NoiseLevelDenoiser
+    denoiser : NoiseLevelPrior
     card : dict
         Plain values (str, int, float, lists and dicts of them) describing the training.
     """
@@ -53,7 +58,8 @@ def save_prior_file(path, denoiser, card):
 
     state = {name: tensor.detach().to("cpu", torch.float32).contiguous()
              for name, tensor in denoiser.state_dict().items()}
-    payload = {"format": FORMAT, "version": VERSION, "architecture": denoiser.architecture(),
+    architecture = {"kind": denoiser.KIND, **denoiser.architecture()}
+    payload = {"format": FORMAT, "version": VERSION, "architecture": architecture,
                "state_dict": state, "card": dict(card)}
     atomic_write(Path(path), lambda handle: torch.save(payload, handle))
 
@@ -67,7 +73,7 @@ def load_prior_file(path):
 
     Returns
     -------
-    denoiser : NoiseLevelDenoiser
+    denoiser : NoiseLevelPrior
         In evaluation mode, float32, on the CPU.
     card : dict
         The model card stored with it.
@@ -91,8 +97,14 @@ def load_prior_file(path):
     if payload.get("version") != VERSION:
         raise PriorFileError(f"prior file {str(path)!r} has format version "
                              f"{payload.get('version')!r}; this version reads {VERSION}")
+    architecture = payload.get("architecture")
+    architecture = dict(architecture) if isinstance(architecture, dict) else {}
+    kind = architecture.pop("kind", NoiseLevelDenoiser.KIND)
+    if not isinstance(kind, str) or kind not in DENOISER_KINDS:
+        raise PriorFileError(f"prior file {str(path)!r} holds a denoiser of kind {kind!r}; "
+                             f"this version reads {sorted(DENOISER_KINDS)}")
     try:
-        denoiser = NoiseLevelDenoiser(**payload["architecture"])
+        denoiser = DENOISER_KINDS[kind](**architecture)
         denoiser.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise PriorFileError(f"prior file {str(path)!r} does not match its architecture: "
@@ -110,7 +122,7 @@ def load_prior(name=None):
 
     Returns
     -------
-    denoiser : NoiseLevelDenoiser
+    denoiser : NoiseLevelPrior
     card : dict
 
     Raises
