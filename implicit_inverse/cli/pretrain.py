@@ -39,6 +39,9 @@ def add_parser(commands):
                           default="float32",
                           help="autocast dtype of the forward pass (bfloat16: about 2x faster "
                                "on CPUs with AVX-512 BF16; float16: CUDA only; default: float32)")
+    pretrain.add_argument("--channels-last", action="store_true",
+                          help="train in the (N, H, W, C) memory layout (faster convolutions on "
+                               "most CPUs; the result is the same network)")
     pretrain.add_argument("--dead-leaves", type=float, default=0.0, metavar="FRACTION",
                           help="share of the crops drawn from procedural dead-leaves images "
                                "instead of photos, in [0, 1) (default: 0)")
@@ -119,7 +122,7 @@ def run(args):
                             epochs=args.epochs, crops_per_epoch=args.crops_per_epoch,
                             crop=args.crop, batch_size=args.batch_size, weights=weights,
                             sigma_range=sigma_range, seed=args.seed, device=device,
-                            precision=args.precision)
+                            precision=args.precision, channels_last=args.channels_last)
     hardware = f"{platform.processor() or platform.machine()}, device {device}"
     card = model_card(net, crop=args.crop, batch_size=args.batch_size, sigma_range=sigma_range,
                       hardware=hardware, precision=args.precision,

@@ -170,7 +170,8 @@ class _Seconds(Callback):
 
 
 class DenoiserNet(NeuralNetRegressor):
-    """``NeuralNetRegressor`` whose forward pass may run under ``torch.autocast``.
+    """``NeuralNetRegressor`` whose forward pass may run under ``torch.autocast`` and in the
+    ``channels_last`` memory layout.
 
     Parameters
     ----------
@@ -178,25 +179,37 @@ class DenoiserNet(NeuralNetRegressor):
         As for :class:`skorch.NeuralNetRegressor`.
     precision : {"float32", "bfloat16", "float16"}, default "float32"
         Dtype of the convolutions; parameters, loss and optimizer stay float32.
+    channels_last : bool, default False
+        Hold the module's weights and the inputs as (N, H, W, C) in memory (oneDNN's fast
+        layout for convolutions on CPUs); values and results are unchanged.
     """
 
-    def __init__(self, *args, precision="float32", **kwargs):
+    def __init__(self, *args, precision="float32", channels_last=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.precision = precision
+        self.channels_last = channels_last
+
+    def initialize_module(self):
+        super().initialize_module()
+        if self.channels_last:
+            self.module_ = self.module_.to(memory_format=torch.channels_last)
+        return self
 
     def infer(self, x, **fit_params):
+        if self.channels_last:
+            x = dict(x, x=x["x"].contiguous(memory_format=torch.channels_last))
         dtype = PRECISIONS[self.precision]
         if dtype is None:
             return super().infer(x, **fit_params)
         with torch.autocast(device_type=torch.device(self.device).type, dtype=dtype):
             output = super().infer(x, **fit_params)
-        return output.float()
+        return output.float().contiguous()
 
 
 def pretrain_denoiser(planes, checkpoint_dir, *, architecture=None, epochs=100,
                       crops_per_epoch=2048, crop=48, batch_size=32, sigma_range=(0.0, 0.1),
                       lr=1e-3, decay_at=0.8, weights=None, seed=0, device="cpu",
-                      precision="float32", progress=True):
+                      precision="float32", channels_last=False, progress=True):
     """Train (or continue training) a grayscale denoising prior on ``planes``.
 
     Parameters
@@ -226,6 +239,8 @@ def pretrain_denoiser(planes, checkpoint_dir, *, architecture=None, epochs=100,
     precision : {"float32", "bfloat16", "float16"}
         Autocast dtype of the forward pass (bfloat16 is about 2x faster on CPUs with AVX-512
         BF16; float16 needs CUDA).
+    channels_last : bool
+        Train in the (N, H, W, C) memory layout (faster convolutions on most CPUs).
     progress : bool
         One skorch progress bar per epoch.
 
@@ -255,9 +270,9 @@ def pretrain_denoiser(planes, checkpoint_dir, *, architecture=None, epochs=100,
     torch.manual_seed(seed)
     net = DenoiserNet(
         DENOISER_KINDS[kind], **{f"module__{key}": value for key, value in arguments.items()},
-        precision=precision, criterion=nn.MSELoss, optimizer=torch.optim.Adam, lr=lr,
-        batch_size=batch_size, iterator_train__shuffle=False, train_split=None, device=device,
-        callbacks=callbacks, max_epochs=epochs)
+        precision=precision, channels_last=channels_last, criterion=nn.MSELoss,
+        optimizer=torch.optim.Adam, lr=lr, batch_size=batch_size, iterator_train__shuffle=False,
+        train_split=None, device=device, callbacks=callbacks, max_epochs=epochs)
     net.initialize()
     if (checkpoint_dir / "params.pt").exists():
         net.load_params(f_params=checkpoint_dir / "params.pt",
