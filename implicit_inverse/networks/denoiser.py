@@ -93,3 +93,36 @@ class NoiseLevelDenoiser(NoiseLevelPrior):
     def architecture(self):
         """The constructor's arguments, a dict of ints (stored beside the weights)."""
         return {"depth": self.depth, "width": self.width, "channels": self.channels}
+
+
+class DenoiserGradient(nn.Module):
+    """The RED gradient of a denoiser, ``R(x) = weight * (x - D(x, sigma))``.
+
+    Regularization by denoising (Romano et al., 2017) uses a denoiser's residual as the gradient
+    of a prior, so a denoising prior can serve as the regularizer ``R`` of the DE-GRAD step
+    :class:`~implicit_inverse.equilibrium.GradientStep`, whose fixed points then solve
+    ``A^T (A x - d) + weight (x - D(x, sigma)) = 0``.
+
+    Parameters
+    ----------
+    denoiser : NoiseLevelPrior
+        ``D(x, sigma)``.
+    sigma : float
+        Noise level handed to the denoiser, > 0.
+    weight : float
+        Strength of the prior, > 0 (the ``lam`` of half-quadratic splitting plays this part).
+
+    Notes
+    -----
+    ``x`` and the output are shaped (N, C, H, W).
+    """
+
+    def __init__(self, denoiser, sigma, weight):
+        super().__init__()
+        for value, name in ((sigma, "sigma"), (weight, "weight")):
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"{name} must be a number > 0, got {value!r}")
+        self.denoiser, self.sigma, self.weight = denoiser, float(sigma), float(weight)
+
+    def forward(self, x):
+        return self.weight * (x - self.denoiser(x, self.sigma))
