@@ -98,8 +98,9 @@ def main(argv=None):
             begin = time.perf_counter()
             with torch.no_grad():
                 for clean, d in zip(images, measured):
-                    x, stats = solver.solve(lambda x, index, d=d: step(x, d[index]), start(d),
-                                            max_iter=args.max_iter, tol=1e-4, warn=False)
+                    x, stats = solver.solve(
+                        lambda x, index, d=d, step=step: step(x, d[index]), start(d),
+                        max_iter=args.max_iter, tol=1e-4, warn=False)
                     scores.append(psnr(clean.numpy(), x.clamp(0, 1).numpy()))
                     iterations.append(stats.summary()["iterations_mean"])
                     converged.append(bool(stats.converged.all()))

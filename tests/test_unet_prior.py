@@ -177,3 +177,39 @@ def test_dead_leaves_weights_give_the_asked_share_of_crops():
     assert with_dead_leaves(photos, 0.0) == (photos, None)
     with pytest.raises(ValueError, match="fraction"):
         with_dead_leaves(photos, 1.0)
+
+
+# -- the RED gradient -----------------------------------------------------------------------------
+def test_red_gradient_is_the_weighted_denoiser_residual(tiny_unet):
+    from implicit_inverse.networks.denoiser import DenoiserGradient
+
+    x = torch.rand(2, 1, 12, 12)
+    gradient = DenoiserGradient(tiny_unet, sigma=0.03, weight=0.5)
+    torch.testing.assert_close(gradient(x), 0.5 * (x - tiny_unet(x, 0.03)))
+    for bad in (dict(sigma=0.0, weight=1.0), dict(sigma=0.1, weight=-1.0),
+                dict(sigma=True, weight=1.0), dict(sigma=0.1, weight="1")):
+        with pytest.raises(ValueError, match="sigma|weight"):
+            DenoiserGradient(tiny_unet, **bad)
+
+
+class _Shrink(torch.nn.Module):
+    """``D(x, sigma) = x / (1 + 10 sigma)``: its RED gradient is Tikhonov's ``c x``."""
+
+    def forward(self, x, sigma):
+        return x / (1 + 10 * sigma)
+
+
+def test_red_fixed_point_of_a_shrinking_denoiser_is_the_tikhonov_solution():
+    from implicit_inverse.equilibrium import Anderson, GradientStep
+    from implicit_inverse.networks.denoiser import DenoiserGradient
+    from implicit_inverse.operators import Blur, gaussian_kernel
+
+    operator = Blur(gaussian_kernel(5, 1.0))
+    d = operator(torch.rand(1, 1, 16, 16, dtype=torch.float64))
+    red = DenoiserGradient(_Shrink(), sigma=0.1, weight=0.2)   # R(x) = 0.2 * 0.5 x
+    step = GradientStep(operator, red, precondition=True, lam=0.1, initializer="tikhonov")
+    with torch.no_grad():
+        x, stats = Anderson().solve(lambda x, index: step(x, d[index]), step.initial_point(d),
+                                    max_iter=200, tol=1e-9)
+    assert bool(stats.converged.all())
+    torch.testing.assert_close(x, operator.solve_normal(operator.adjoint(d), 0.1))
