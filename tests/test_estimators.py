@@ -597,3 +597,22 @@ def test_training_on_faces_beats_the_measurements():
         assert score > measured + 1.0, gradient
         assert score > tikhonov - 0.5, gradient  # starts at Tikhonov and must not fall far below
     assert tikhonov > measured
+
+
+# -- operators named by a kernel spec ------------------------------------------------------------
+def test_operator_spec_gives_the_blur_it_names(blurred, blur):
+    X, y = blurred
+    named = deblur("gaussian:5,1").fit(X[:16], y[:16])
+    given = deblur(blur).fit(X[:16], y[:16])
+    assert named.get_params()["operator"] == "gaussian:5,1"
+    assert isinstance(named.operator_, Blur)
+    np.testing.assert_array_equal(named.predict(X[16:]), given.predict(X[16:]))
+    assert clone(named).get_params()["operator"] == "gaussian:5,1"
+
+
+@pytest.mark.parametrize("cls", [ImplicitRegressor, ImplicitDeblurRegressor, TikhonovRegressor])
+def test_bad_operator_spec_is_a_clear_error(cls, blurred):
+    X, y = blurred
+    with pytest.raises(ValueError, match="operator='gaussian:5' is neither a LinearOperator nor "
+                                         "a kernel spec: .*expected 2 number"):
+        cls("gaussian:5").fit(X[:4], y[:4])

@@ -19,13 +19,15 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from ..equilibrium import (ConvergenceWarning, FixedPointSolver, GradientStep, GradientStrategy,
                            ImplicitLayer, ProximalStep, SolverStats, safe_step_size)
-from ..equilibrium.solvers import warn_if_unconverged
+from ..equilibrium.gradients import STRATEGIES
+from ..equilibrium.solvers import SOLVERS, warn_if_unconverged
 from ..networks.specs import DEFAULT_REGULARIZER, build_regularizer, parse_regularizer
 from ..training.calibration import calibrate_prior, calibration_crops, sigma_for_lam
 from ..networks.precision import PRECISIONS, MixedPrecision, with_precision
 from .._runtime import float32_default, resolve_device, torch_threads
 from .._validation import warn_if_out_of_range
 from ..operators import LinearOperator
+from ..operators.specs import resolve_operator
 from ..training import distributed, streaming
 from . import persistence
 from ..baselines.tuning import tune_lam
@@ -171,8 +173,10 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    operator : LinearOperator
-        The forward model ``A``: ``X`` holds measurements ``A y + noise``.
+    operator : LinearOperator or str
+        The forward model ``A``: ``X`` holds measurements ``A y + noise``. A kernel spec such as
+        ``"gaussian:9,1.6"``, ``"disk:2"`` or ``"motion:9,30"`` names the circular ``Blur`` of
+        that kernel (:func:`~implicit_inverse.operators.specs.resolve_operator`).
     """ + SHARED_PARAMETERS_DOC + """
     Attributes
     ----------
@@ -208,12 +212,12 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "operator": [LinearOperator, None],
+        "operator": [LinearOperator, str, None],
         "regularizer": [nn.Module, str, None],
         "eta": [Interval(Real, 0, None, closed="neither")],
         "noise_std": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
-        "gradient": [StrOptions({"jfb", "exact", "unrolled"}), GradientStrategy],
-        "solver": [StrOptions({"anderson", "forward"}), FixedPointSolver],
+        "gradient": [StrOptions(set(STRATEGIES)), GradientStrategy],
+        "solver": [StrOptions(set(SOLVERS)), FixedPointSolver],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "train_max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -285,11 +289,16 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
 
     # -- what subclasses choose -------------------------------------------------------------
     def _make_operator(self):
-        """The forward model; subclasses build theirs from their own parameters."""
+        """The forward model: ``operator`` (a kernel spec names a ``Blur``), else the default."""
         if self.operator is None:
-            raise ValueError(f"operator is required for {type(self).__name__}: pass a "
-                             "LinearOperator such as Blur(gaussian_kernel(9, 1.5))")
-        return self.operator
+            return self._default_operator()
+        return resolve_operator(self.operator)
+
+    def _default_operator(self):
+        """The forward model when ``operator`` is None; task estimators build theirs."""
+        raise ValueError(f"operator is required for {type(self).__name__}: pass a "
+                         "LinearOperator such as Blur(gaussian_kernel(9, 1.5)) or a kernel spec "
+                         "such as 'gaussian:9,1.5'")
 
     # -- fit ----------------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
