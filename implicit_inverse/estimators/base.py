@@ -10,21 +10,21 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import LRScheduler, ProgressBar
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
-from ..equilibrium import (ConvergenceWarning, FixedPointSolver, GradientStep, GradientStrategy,
-                           ImplicitLayer, ProximalStep, SolverStats, safe_step_size)
+from ..equilibrium import (ConvergenceWarning, FixedPointSolver, GradientStrategy, ProximalStep,
+                           SolverStats, safe_step_size)
 from ..equilibrium.gradients import STRATEGIES
 from ..equilibrium.solvers import SOLVERS, warn_if_unconverged
-from ..networks.specs import DEFAULT_REGULARIZER, build_regularizer, parse_regularizer
+from ..networks.specs import DEFAULT_REGULARIZER, parse_regularizer
 from ..training.calibration import calibrate_prior, calibration_crops, sigma_for_lam
-from ..networks.precision import PRECISIONS, MixedPrecision, with_precision
-from .._runtime import float32_default, resolve_device, torch_threads
+from ..networks.precision import PRECISIONS, MixedPrecision
+from ..training.recipe import ModelSpec, build_model, build_prior
+from .._runtime import SeedStream, float32_default, resolve_device, torch_threads
 from .._validation import warn_if_out_of_range
 from ..operators import LinearOperator
 from ..operators.specs import resolve_operator
@@ -193,6 +193,10 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
     prior_sigma_ : float or None
         The denoiser strength of a pretrained prior's map as calibrated (trained further with
         ``learn_step``); None for a DnCNN or module regularizer.
+    spec_ : ModelSpec
+        The model's recipe, its fitted numbers resolved (``lam_``, ``prior_sigma_``): the
+        network trains and ``predict`` runs ``build_model(spec_)``
+        (:mod:`~implicit_inverse.training.recipe`).
     prior_scores_ : dict of float to float
         With a pretrained prior and ``lam="auto"``: the calibration PSNR (dB) of each strength
         factor tried (see :func:`~implicit_inverse.training.calibration.calibrate_prior`).
@@ -429,46 +433,66 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
                              f"{self.image_shape!r}")
 
     def _initialise(self, measurements, clean, operator, device, reuse_fixed_points=True):
+        """Fit the numbers of the model (``noise_std_``, ``lam_``, ``prior_sigma_``), resolve
+        them into ``spec_`` and build the network around ``build_model(spec_)``."""
         # a refit that fails below must not leave the previous net_ beside the new attributes
         self.__dict__.pop("net_", None)
         self.operator_ = operator
         self.image_shape_ = tuple(measurements.shape[1:])
         self.n_channels_ = measurements.shape[1]
         self.n_features_in_ = int(np.prod(self.image_shape_))
-        seed = int(check_random_state(self.random_state).randint(2 ** 31 - 1))
         self.noise_std_ = float((measurements - operator(clean)).pow(2).mean().sqrt()) \
             if self.noise_std == "auto" else float(self.noise_std)
+        recipe = self._recipe(operator, SeedStream.of(self.random_state).seed)
         tuning = self._tuning_measurements(measurements, clean, operator)
-        kind, _ = parse_regularizer(self.regularizer)
-        if kind == "pretrained":
-            denoiser = build_regularizer(self.regularizer, self.n_channels_, None)
-            self.lam_, self.prior_sigma_ = self._calibrate_prior(denoiser, operator, tuning,
-                                                                 clean)
+        prior = None
+        if recipe.denoiser_prior:
+            prior = build_prior(recipe)
+            self.lam_, self.prior_sigma_ = self._calibrate_prior(recipe, prior, tuning, clean)
         else:
             self.lam_ = tune_lam(operator, tuning, clean) if self.lam == "auto" \
                 else float(self.lam)
             self.prior_sigma_ = None
-        seed, self.lam_, self.noise_std_ = distributed.agree((seed, self.lam_, self.noise_std_),
-                                                             device)
+        seed, self.lam_, self.noise_std_ = distributed.agree(
+            (recipe.seed, self.lam_, self.noise_std_), device)
+        self.spec_ = recipe.replace(lam=self.lam_, sigma=self.prior_sigma_, seed=seed)
         bound = self._safe_step(operator, clean.shape)
-        if kind == "pretrained":
-            step = ProximalStep(operator, with_precision(denoiser, self.precision, device),
-                                lam=self.lam_, sigma=self.prior_sigma_, eta=self.eta,
-                                precondition=self.precondition, learn_sigma=self.learn_step)
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                regularizer = build_regularizer(self.regularizer, self.n_channels_, self.lam_)
-            _check_regularizer(regularizer, clean[:1])
-            regularizer = with_precision(regularizer, self.precision, device)
+        if prior is None:
+            prior = build_prior(self.spec_)
+            _check_regularizer(prior, clean[:1])
             self._warn_if_not_contractive(bound)
-            step = GradientStep(operator, regularizer, eta=self.eta,
-                                precondition=self.precondition, lam=self.lam_,
-                                initializer="tikhonov", learn_step=self.learn_step)
-        layer = ImplicitLayer(step, solver=copy.deepcopy(self.solver),
-                              gradient=copy.deepcopy(self.gradient), max_iter=self.max_iter,
-                              tol=self.tol, warn=False, train_max_iter=self.train_max_iter,
-                              train_tol=self.train_tol)
+        layer = build_model(self.spec_, device, prior=prior)
+        sampler = TrainingMeasurements(operator, noise_std=self.noise_std_, augment=self.augment,
+                                       seed=distributed.rank_seed(seed))
+        cache = FixedPointCache.for_data(distributed.own(clean)) \
+            if self.reuse_fixed_points and reuse_fixed_points else None
+        self.net_ = self._make_net(ReconstructionModule(layer, cache=cache), sampler, bound,
+                                   device)
+        self.net_.initialize()
+        self.pretraining_history_ = None
+        if self.pretrain_epochs:
+            # each process pretrains on its own shard; rank 0's weights are broadcast below
+            own = distributed.own(measurements)
+            self.pretraining_history_ = pretrain(
+                layer.map, {"measurement": own, "index": torch.arange(len(own))},
+                distributed.own(clean), sampler=sampler, criterion=CRITERIA[self.loss],
+                optimizer=self.optimizer, lr=self.lr, epochs=self.pretrain_epochs,
+                batch_size=distributed.local_batch_size(self.batch_size), device=device,
+                generator=torch.Generator().manual_seed(
+                    SeedStream(sampler.seed).pretraining_shuffle()))
+        distributed.broadcast_parameters(self.net_.module_)
+
+    def _recipe(self, operator, seed):
+        """The :class:`ModelSpec` of the hyperparameters, its fitted numbers not yet resolved."""
+        return ModelSpec(operator, regularizer=self.regularizer, channels=self.n_channels_,
+                         lam=None, eta=self.eta, precondition=self.precondition,
+                         learn_step=self.learn_step, solver=self.solver, gradient=self.gradient,
+                         max_iter=self.max_iter, tol=self.tol,
+                         train_max_iter=self.train_max_iter, train_tol=self.train_tol,
+                         precision=self.precision, seed=seed)
+
+    def _make_net(self, module, sampler, bound, device):
+        """The skorch network that trains ``module`` (callbacks, optimizer, batch sampling)."""
         callbacks = [("solver_stats", SolverStatsLog()), ("set_epoch", streaming.SetEpoch())]
         if self.lr_schedule == "cosine":
             callbacks.append(("lr_schedule", LRScheduler(CosineAnnealingLR,
@@ -477,12 +501,8 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
             callbacks.append(("progress", ProgressBar()))
         callbacks += [(f"user_{i}", callback) for i, callback in
                       enumerate(copy.deepcopy(self.callbacks or []))]
-        sampler = TrainingMeasurements(operator, noise_std=self.noise_std_, augment=self.augment,
-                                       seed=distributed.rank_seed(seed))
-        self.net_ = EquilibriumNet(
-            ReconstructionModule(layer, cache=FixedPointCache.for_data(distributed.own(clean))
-                                 if self.reuse_fixed_points and reuse_fixed_points else None),
-            criterion=CRITERIA[self.loss], optimizer=self.optimizer,
+        return EquilibriumNet(
+            module, criterion=CRITERIA[self.loss], optimizer=self.optimizer,
             lr=self.lr, max_epochs=self.max_epochs,
             batch_size=distributed.local_batch_size(self.batch_size),
             train_split=None, device=device, callbacks=callbacks, verbose=self.verbose,
@@ -494,37 +514,24 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
                             "regularizer grows.",
             jacobian_penalty=self.jacobian_penalty,
         )
-        self.net_.initialize()
-        self.pretraining_history_ = None
-        if self.pretrain_epochs:
-            # each process pretrains on its own shard; rank 0's weights are broadcast below
-            own = distributed.own(measurements)
-            self.pretraining_history_ = pretrain(
-                layer.map, {"measurement": own, "index": torch.arange(len(own))},
-                distributed.own(clean), sampler=sampler, criterion=CRITERIA[self.loss],
-                optimizer=self.optimizer, lr=self.lr, epochs=self.pretrain_epochs,
-                batch_size=distributed.local_batch_size(self.batch_size), device=device,
-                generator=torch.Generator().manual_seed(sampler.seed + 2))
-        distributed.broadcast_parameters(self.net_.module_)
 
     def _tuning_measurements(self, measurements, clean, operator):
         """Measurements of noise std ``noise_std_`` on which ``lam`` is tuned: the given ones
         for ``noise_std="auto"``, else ``A y`` plus seeded noise of that std."""
         if self.noise_std == "auto":
             return measurements
-        seed = self.random_state if isinstance(self.random_state, Integral) else 0
-        generator = torch.Generator().manual_seed(int(seed))
+        generator = torch.Generator().manual_seed(SeedStream.tuning(self.random_state))
         noiseless = operator(clean)
         return noiseless + self.noise_std_ * torch.randn(noiseless.shape, generator=generator,
                                                          dtype=noiseless.dtype)
 
-    def _calibrate_prior(self, denoiser, operator, measurements, clean):
-        """``(lam, sigma)`` of the plug-and-play map: calibrated on the first
-        :data:`CALIBRATION_PAIRS` pairs for ``lam="auto"``, else ``sigma`` from ``lam``."""
+    def _calibrate_prior(self, recipe, denoiser, measurements, clean):
+        """``(lam, sigma)`` of the plug-and-play map ``recipe`` describes: calibrated on the
+        first :data:`CALIBRATION_PAIRS` pairs for ``lam="auto"``, else ``sigma`` from ``lam``."""
         if self.lam != "auto":
             return float(self.lam), sigma_for_lam(self.noise_std_, float(self.lam))
         lam, sigma, self.prior_scores_ = calibrate_prior(
-            operator, denoiser, measurements[:CALIBRATION_PAIRS], clean[:CALIBRATION_PAIRS],
+            recipe, denoiser, measurements[:CALIBRATION_PAIRS], clean[:CALIBRATION_PAIRS],
             self.noise_std_)
         return lam, sigma
 
@@ -562,8 +569,8 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         X : array-like of shape (n, H', W'), (n, C, H', W') or (n, F)
             Measurements.
         return_stats : bool, default False
-            Also return the per-sample :class:`~implicit_inverse.equilibrium.SolverStats`
-            (``converged`` flags, iterations, residuals).
+            Deprecated: use :meth:`predict_with_stats`, which returns ``(images, stats)``.
+            True still returns that pair, with a ``FutureWarning``.
 
         Returns
         -------
@@ -571,9 +578,34 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
             Same layout, kind and dtype as ``X``. Never NaN: a sample whose solve did not
             converge gets its lowest-residual iterate (at worst its Tikhonov starting point) and
             a ``ConvergenceWarning`` is emitted.
-        stats : SolverStats
-            Only when ``return_stats`` is True.
         """
+        images, stats = self._predict(X)
+        if return_stats:
+            warnings.warn("predict(X, return_stats=True) is deprecated and will be removed in "
+                          "the next release: use predict_with_stats(X), which returns "
+                          "(images, stats)", FutureWarning, stacklevel=2)
+            return images, stats
+        return images
+
+    def predict_with_stats(self, X):
+        """Reconstruct images from measurements, with the statistics of their solves.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, H', W'), (n, C, H', W') or (n, F)
+            Measurements.
+
+        Returns
+        -------
+        images : array of shape (n, H, W), (n, C, H, W) or (n, F_out)
+            As :meth:`predict` returns them.
+        stats : SolverStats
+            Per sample (tensors of shape (n,)): ``converged`` flags, iterations, residuals.
+        """
+        return self._predict(X)
+
+    def _predict(self, X):
+        """``(images, stats)`` of :meth:`predict_with_stats`."""
         check_is_fitted(self, "net_")
         measurements, layout = validate_measurements(X, self)
         warn_if_out_of_range(measurements, "X")
@@ -595,9 +627,8 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
                 outputs.append(output)
                 parts.append(module.layer.last_stats)
         stats = SolverStats.concatenate(parts)
-        warn_if_unconverged(stats, stacklevel=2)
-        images = layout.restore(torch.cat(outputs))
-        return (images, stats) if return_stats else images
+        warn_if_unconverged(stats, stacklevel=3)
+        return layout.restore(torch.cat(outputs)), stats
 
     @property
     def history(self):

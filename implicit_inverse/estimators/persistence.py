@@ -97,6 +97,7 @@ from ..networks import DnCNN, MixedPrecision, NoiseLevelDenoiser, TikhonovPlusNe
 from ..operators import Blur, Downsample, Identity, Mask
 from ..operators.base import _Adjoint, _Composed, _Scaled, _Sum
 from ..training.losses import CRITERIA
+from ..training.recipe import ModelSpec
 from ..training.streaming import SetEpoch
 from ..training.engine import (EquilibriumNet, FixedPointCache, ReconstructionModule,
                                SolverStatsLog, TrainingMeasurements)
@@ -862,6 +863,7 @@ def _objects():
         **{cls: _constructor_arguments(*_RUN_STATE)
            for cls in (*SOLVERS.values(), *STRATEGIES.values())},
         TrainingMeasurements: _constructor_arguments("epoch", "_generators"),
+        ModelSpec: _constructor_arguments(),
         SolverStatsLog: _callback_arguments, SetEpoch: _callback_arguments,
     }
     named = {cls.__name__: (cls, arguments) for cls, arguments in entries.items()}

@@ -15,6 +15,7 @@ from skorch import NeuralNetRegressor
 from skorch.callbacks import Callback, LRScheduler
 from torch import nn
 
+from .._runtime import SeedStream
 from ..equilibrium import ConvergenceWarning
 from . import distributed
 
@@ -103,8 +104,8 @@ class TrainingMeasurements:
     augment : bool
         Random dihedral transforms (only flips and half turns for non-square images).
     seed : int
-        Base seed; each epoch draws from ``epoch_seed(seed, epoch)`` so that a run resumed from
-        a checkpoint sees the same noise and transforms as an uninterrupted one.
+        Base seed; each epoch draws from ``SeedStream(seed).epoch(epoch)`` so that a run resumed
+        from a checkpoint sees the same noise and transforms as an uninterrupted one.
     """
 
     def __init__(self, operator, noise_std, augment, seed):
@@ -132,7 +133,7 @@ class TrainingMeasurements:
         key = str(device)
         if key not in self._generators:
             generator = torch.Generator(device=device)
-            self._generators[key] = generator.manual_seed(epoch_seed(self.seed, self.epoch))
+            self._generators[key] = generator.manual_seed(SeedStream(self.seed).epoch(self.epoch))
         return self._generators[key]
 
     def __call__(self, clean):
@@ -244,11 +245,6 @@ def data_signature(images):
     return torch.stack([sums.sum(), (weights * sums).sum(), values.square().sum()])
 
 
-def epoch_seed(seed, epoch):
-    """Seed of the random streams of one epoch, a pure function of the run's seed and epoch."""
-    return (seed * 1_000_003 + epoch * 7_919) % (2 ** 63 - 1)
-
-
 _SAME_AS_MODULE_ = "<the module_ attribute>"
 
 
@@ -319,7 +315,7 @@ class EquilibriumNet(NeuralNetRegressor):
             self.training_measurements.start_epoch(epoch)
             shuffle = getattr(self, "iterator_train__generator", None)
             if shuffle is not None:
-                shuffle.manual_seed(epoch_seed(self.training_measurements.seed, epoch) + 1)
+                shuffle.manual_seed(SeedStream(self.training_measurements.seed).shuffle(epoch))
 
     def _probe_generator(self):
         if self.training_measurements is None:
