@@ -24,8 +24,7 @@ def tikhonov(operator, measurements, lam):
 
     Parameters
     ----------
-    operator : LinearOperator or str
-        A kernel spec such as ``"gaussian:9,1.6"`` names the circular ``Blur`` of that kernel.
+    operator : LinearOperator
     measurements : torch.Tensor of shape (n, C, H', W')
     lam : float > 0
 
@@ -33,7 +32,7 @@ def tikhonov(operator, measurements, lam):
     -------
     torch.Tensor of shape (n, C, H, W)
     """
-    return operator.solve_normal(operator.adjoint(measurements), lam)
+    return operator.tikhonov(measurements, lam)
 
 
 def laplacian_power(height, width, dtype=torch.float64, device="cpu"):
@@ -76,8 +75,7 @@ def wiener(operator, measurements, balance, regularizer="laplacian"):
 
     Parameters
     ----------
-    operator : LinearOperator or str
-        A kernel spec such as ``"gaussian:9,1.6"`` names the circular ``Blur`` of that kernel.
+    operator : LinearOperator
     measurements : torch.Tensor of shape (n, C, H', W')
     balance : float > 0
     regularizer : {"laplacian", "identity"}

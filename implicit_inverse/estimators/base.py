@@ -16,13 +16,13 @@ from skorch.callbacks import LRScheduler, ProgressBar
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
-from ..equilibrium import (ConvergenceWarning, FixedPointSolver, GradientStrategy, ProximalStep,
-                           SolverStats, safe_step_size)
+from ..equilibrium import (ConvergenceWarning, FixedPointSolver, GradientStrategy, SolverStats,
+                           safe_step_size)
 from ..equilibrium.gradients import STRATEGIES
 from ..equilibrium.solvers import SOLVERS, warn_if_unconverged
 from ..networks.specs import DEFAULT_REGULARIZER, parse_regularizer
 from ..training.calibration import calibrate_prior, calibration_crops, sigma_for_lam
-from ..networks.precision import PRECISIONS, MixedPrecision
+from ..networks.precision import PRECISIONS
 from ..training.recipe import ModelSpec, build_model, build_prior
 from .._runtime import SeedStream, float32_default, resolve_device, torch_threads
 from .._validation import warn_if_out_of_range
@@ -540,10 +540,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         """The trained regularizer module (DE-GRAD) or denoiser (plug-and-play) that ``predict``
         uses, without any mixed-precision wrapper."""
         check_is_fitted(self, "net_")
-        fixed_point_map = self.net_.module_.layer.map
-        module = fixed_point_map.denoiser if isinstance(fixed_point_map, ProximalStep) \
-            else fixed_point_map.regularizer
-        return module.module if isinstance(module, MixedPrecision) else module
+        return self.net_.module_.regularizer
 
     def _safe_step(self, operator, shape):
         """The step sizes for which the linear part of the map contracts: (0, bound).
@@ -625,7 +622,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
                         "starting point of the solve overflows float32; images must be scaled "
                         "to [0, 1]")
                 outputs.append(output)
-                parts.append(module.layer.last_stats)
+                parts.append(module.last_stats)
         stats = SolverStats.concatenate(parts)
         warn_if_unconverged(stats, stacklevel=3)
         return layout.restore(torch.cat(outputs)), stats

@@ -17,6 +17,7 @@ from torch import nn
 
 from .._runtime import SeedStream
 from ..equilibrium import ConvergenceWarning
+from ..networks.precision import MixedPrecision
 from . import distributed
 
 
@@ -47,6 +48,26 @@ class ReconstructionModule(nn.Module):
         self.layer = layer
         self.cache = cache
         self.last_solution = None
+
+    @property
+    def regularizer(self):
+        """The learned prior of the map (a regularizer ``R`` or a denoiser ``D``), without its
+        mixed-precision wrapper."""
+        prior = self.layer.map.prior
+        return prior.module if isinstance(prior, MixedPrecision) else prior
+
+    @property
+    def last_stats(self):
+        """:class:`~implicit_inverse.equilibrium.SolverStats` of the last solve (or None)."""
+        return self.layer.last_stats
+
+    def solve_options(self):
+        """``(max_iter, tol)`` of the next solve (the training ones in training mode)."""
+        return self.layer.solve_options()
+
+    def initial_point(self, measurement):
+        """The map's default starting points for ``measurement`` (N, C, H', W')."""
+        return self.layer.map.initial_point(measurement)
 
     def forward(self, measurement, x0=None):
         """Reconstructions of ``measurement`` shaped like ``A^T measurement``.
@@ -338,11 +359,11 @@ class EquilibriumNet(NeuralNetRegressor):
         cache = getattr(self.module_, "cache", None)
         if cache is not None:
             with torch.no_grad():
-                default_start = layer.map.initial_point(measurement)
+                default_start = self.module_.initial_point(measurement)
                 x0 = cache.start(index, codes, default_start)
         prediction = self.module_(measurement, x0=x0)
         loss = self.get_loss(prediction, clean, X=measurement, training=True)
-        stats = layer.last_stats
+        stats = self.module_.last_stats
         record_solver_stats(self.history, stats, prefix="fp")
         backward_stats_before = layer.gradient.last_stats
         diverged = bool(stats.diverged.any())
