@@ -9,7 +9,8 @@ from sklearn.utils._param_validation import Interval
 
 from ..networks.specs import DEFAULT_REGULARIZER
 from ..operators import Blur, Downsample, Mask, gaussian_kernel
-from .base import SHARED_PARAMETERS_DOC, ImplicitRegressor
+from ._parameters import SHARED_PARAMETERS_DOC
+from .base import ImplicitRegressor
 
 
 class ImplicitDeblurRegressor(ImplicitRegressor):
