@@ -86,3 +86,11 @@ def test_spec_is_saved_with_the_model(blurred, blur, tmp_path):
     assert loaded.spec_.replace(operator=None) == est.spec_.replace(operator=None)
     assert loaded.spec_.operator is loaded.operator_
     np.testing.assert_array_equal(loaded.predict(X[8:12]), est.predict(X[8:12]))
+
+
+def test_calibration_crops_come_from_training_photos_only():
+    from implicit_inverse.data.photos import (CALIBRATION_PHOTOS, HELD_OUT_PHOTOS,
+                                              TRAINING_PHOTOS)
+
+    assert set(CALIBRATION_PHOTOS) <= set(TRAINING_PHOTOS)
+    assert not set(CALIBRATION_PHOTOS) & set(HELD_OUT_PHOTOS)

@@ -133,10 +133,10 @@ def calibration_crops(n=4, size=64, seed=0):
     -------
     torch.Tensor of shape (n, 1, size, size), float32
     """
-    from ..data.photos import load_photo
+    from ..data.photos import CALIBRATION_PHOTOS, load_photo
 
     rng = np.random.default_rng(seed)
-    names = ("astronaut", "chelsea", "rocket", "brick", "clock", "page")
+    names = CALIBRATION_PHOTOS
     crops = []
     for index in range(n):
         photo = load_photo(names[index % len(names)])
