@@ -61,10 +61,6 @@ class ReconstructionModule(nn.Module):
         """:class:`~implicit_inverse.equilibrium.SolverStats` of the last solve (or None)."""
         return self.layer.last_stats
 
-    def solve_options(self):
-        """``(max_iter, tol)`` of the next solve (the training ones in training mode)."""
-        return self.layer.solve_options()
-
     def initial_point(self, measurement):
         """The map's default starting points for ``measurement`` (N, C, H', W')."""
         return self.layer.map.initial_point(measurement)
