@@ -207,7 +207,7 @@ def measure(network, batch_size, precision, data, args):
     counter.take()
     synchronize(args.device)
     start = time.perf_counter()
-    images, stats = estimator.predict(X_predict, return_stats=True)
+    images, stats = estimator.predict_with_stats(X_predict)
     predict_seconds = time.perf_counter() - start
     predict_passes = counter.take()
     counter.remove()

@@ -84,7 +84,7 @@ def main(argv=None):
     rows, results = [], {}
     for precision, estimator in estimators.items():
         history = estimator.history
-        prediction, stats = estimator.predict(X_test, return_stats=True)
+        prediction, stats = estimator.predict_with_stats(X_test)
         finite = all(bool(torch.isfinite(p).all()) for p in estimator.net_.module_.parameters())
         result = {
             "s_per_epoch": float(np.median(history[:, "dur"])),

@@ -28,7 +28,7 @@ Rows per kernel:
 Columns: PSNR and SSIM (``implicit_inverse.metrics``; means over the two photos) on the crops and
 on the whole photos; seconds to tune or train; seconds to restore the two whole photos; mean
 fixed-point iterations and share of converged solves over all test solves (crops and photos,
-``predict(X, return_stats=True)``); the gain in PSNR over the best classical row (crops /
+``predict_with_stats(X)``); the gain in PSNR over the best classical row (crops /
 photos). Under the tables: the targets (zero-shot >= best classical + 1.0 dB on every kernel,
 fine-tuned within 10 CPU minutes >= best classical + 1.5 dB, >= 99 % of solves converged at the
 default ``tol``, the zero-shot ``predict`` of the 512x512 camera photo within 30 s with
@@ -130,12 +130,13 @@ def train_within_budget(estimator, X, y, budget):
 
 
 def evaluate(name, predict, crops, X_crops, photos, X_photos, implicit):
-    """PSNR, SSIM, restoration seconds and solver statistics of one method."""
+    """PSNR, SSIM, restoration seconds and solver statistics of one method (``predict`` of an
+    ``implicit`` one returns ``(images, stats)``)."""
     from implicit_inverse.metrics import psnr, ssim
 
     def run(X):
         if implicit:
-            output, stats = predict(X, return_stats=True)
+            output, stats = predict(X)
             iterations.extend(stats.iterations.float().tolist())
             converged.extend(stats.converged.float().tolist())
             return output
@@ -212,8 +213,8 @@ def run_kernel(spec, args, index, train, crops, photos):
                                                            args.finetune_seconds)
         calibration = 0.0 if estimator is scratch else calibration_s
         fit_s = calibration + train_s
-        result, camera[name] = evaluate(name, estimator.predict, crops, X_crops, photos,
-                                        X_photos, implicit=True)
+        result, camera[name] = evaluate(name, estimator.predict_with_stats, crops, X_crops,
+                                        photos, X_photos, implicit=True)
         try:  # the learning rate of each epoch, as the cosine schedule recorded it
             lrs = list(estimator.history[:, "event_lr"]) if epochs else []
         except KeyError:

@@ -101,7 +101,7 @@ def main(argv=None):
         results["feed-forward (Tikhonov + N)"] = _best(feed_forward, measurements,
                                                         args.repeats)
         results["implicit (default)"] = _best(
-            lambda m: estimator.predict(m, return_stats=True), measurements, args.repeats)
+            lambda m: estimator.predict_with_stats(m), measurements, args.repeats)
         unit = results["feed-forward (Tikhonov + N)"][1] / n
         for name, (wall, cpu, output) in results.items():
             iterations = "-"

@@ -99,7 +99,7 @@ def run_setting(name, budget, seed, gradients):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             seconds, diverged = train_within_budget(estimator, X_train, train, budget)
-            prediction, stats = estimator.predict(X_test, return_stats=True)
+            prediction, stats = estimator.predict_with_stats(X_test)
         result = row(f"implicit ({gradient})", test, prediction, seconds, stats)
         result["epochs"] = len(estimator.history)
         result["stopped_by_divergence"] = diverged

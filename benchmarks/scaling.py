@@ -67,7 +67,7 @@ def predict_memory(config):
     big += 0.01 * rng.standard_normal(big.shape, dtype=np.float32)
     memory = PeakMemory().start()
     start = time.perf_counter()
-    images, stats = estimator.predict(big, return_stats=True)
+    images, stats = estimator.predict_with_stats(big)
     seconds = time.perf_counter() - start
     return {"n": config["n"], "before": memory.base, "rise": memory.peak_mb(),
             "method": memory.method, "seconds": seconds,

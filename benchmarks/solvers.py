@@ -15,7 +15,7 @@ Models (``ImplicitDeblurRegressor`` on ``train_test_faces`` 32x32, 9x9 Gaussian 
 Each model's fixed-point solve at prediction time is run with ``solver="forward"`` and
 ``solver="anderson"`` (memory 5) on the same weights, with a high iteration cap, from two
 starting points: the estimator's (the Tikhonov solution) and a cold one (``A^T d``), through
-``est.predict(X_test, return_stats=True)``. Reported: iterations to ``tol`` (mean and max over
+``est.predict_with_stats(X_test)``. Reported: iterations to ``tol`` (mean and max over
 samples), share converged, wall and CPU seconds of ``predict`` and test PSNR.
 
 Switching the solver and starting point of a fitted model goes through the fitted layer
@@ -33,7 +33,7 @@ from run import deblur_problem, machine_line, markdown_table, quiet_warnings
 
 
 def predict_with(estimator, X, solver, max_iter, tol, start):
-    """``estimator.predict(X, return_stats=True)`` with another solver, cap, tol and start."""
+    """``estimator.predict_with_stats(X)`` with another solver, cap, tol and start."""
     from implicit_inverse.equilibrium import get_solver
     layer = estimator.net_.module_.layer
     saved = layer.solver, layer.max_iter, layer.tol, layer.map.initializer
@@ -41,7 +41,7 @@ def predict_with(estimator, X, solver, max_iter, tol, start):
     layer.map.initializer = start
     try:
         wall, cpu = time.perf_counter(), time.process_time()
-        images, stats = estimator.predict(X, return_stats=True)
+        images, stats = estimator.predict_with_stats(X)
         return images, stats, time.perf_counter() - wall, time.process_time() - cpu
     finally:
         layer.solver, layer.max_iter, layer.tol, layer.map.initializer = saved

@@ -5,7 +5,7 @@ Convergence diagnostics
 An implicit model is only as good as its fixed-point solves. This example shows the tools to
 check them:
 
-* the solver statistics returned by ``predict(X, return_stats=True)`` and recorded in the
+* the solver statistics returned by ``predict_with_stats(X)`` and recorded in the
   training history;
 * residual curves of the Anderson and plain forward solvers on the same map;
 * :func:`~implicit_inverse.equilibrium.estimate_lipschitz`, the local Lipschitz constant of the
@@ -49,7 +49,7 @@ model.fit(X_train, train)
 # --------------------------
 # :class:`~implicit_inverse.equilibrium.SolverStats` holds per-image tensors: iterations,
 # final relative residual, converged and diverged flags, and the residual history.
-_, stats = model.predict(X_test, return_stats=True)
+_, stats = model.predict_with_stats(X_test)
 print(stats.summary())
 print("per epoch of training, mean iterations:", np.round(model.history[:, "fp_iter"], 1))
 

@@ -33,7 +33,7 @@ measured = make_measurements(camera, blur, noise_std=0.01, random_state=0)
 # %%
 # The zero-shot estimator: calibrated in a few seconds, then ``predict`` as usual.
 model = ImplicitDeblurRegressor.from_pretrained(operator=blur, noise_std=0.01)
-restored, stats = model.predict(measured, return_stats=True)
+restored, stats = model.predict_with_stats(measured)
 print(f"lam = {model.lam_:.3g}, sigma = {model.prior_sigma_:.3g}; "
       f"{stats.summary()['iterations_mean']:.0f} fixed-point iterations, "
       f"converged: {bool(stats.converged.all())}")

@@ -59,7 +59,7 @@ model.fit(X_train, train)
 print(f"trained {model.n_iter_} epochs in {time.perf_counter() - start:.1f} s "
       f"(lam_ = {model.lam_:.3g}, noise_std_ = {model.noise_std_:.4f})")
 
-reconstructions, stats = model.predict(X_test, return_stats=True)
+reconstructions, stats = model.predict_with_stats(X_test)
 print(f"implicit: {psnr(test, reconstructions):.2f} dB, SSIM {ssim(test, reconstructions):.3f}; "
       f"{stats.iterations.float().mean():.1f} fixed-point iterations per image, "
       f"{100 * stats.converged.float().mean():.0f}% converged")

@@ -7,6 +7,8 @@ it raises, so that the estimators never leave torch's global state changed:
   CUDA is requested but missing), for the estimators' ``device=`` and the ``--device`` option.
 - :func:`torch_threads`: torch's CPU thread count (the estimators' ``n_threads``).
 - :func:`float32_default`: float32 as torch's default dtype.
+- :class:`SeedStream`: the seeds of a training run's random streams (network initialisation,
+  noise and augmentation per epoch, shuffling, pretraining, the ``lam`` tuning noise).
 - :func:`exact_float32`: TF32 off for CUDA convolutions and matrix products. cuDNN runs float32
   convolutions in TF32 by default on Ampere and later GPUs (10 significant bits), which holds
   the relative residual of a fixed-point solve near 1e-3, above the default ``tol=1e-4``: the
@@ -18,8 +20,11 @@ The settings are process-wide: another thread's torch work during a block sees t
 from __future__ import annotations
 
 import contextlib
+from numbers import Integral
+from typing import NamedTuple
 
 import torch
+from sklearn.utils import check_random_state
 
 TF32_SAFE_TOL = 1e-2
 """Smallest solver tolerance left to TF32 kernels (when the caller's settings allow them).
@@ -222,3 +227,60 @@ def _exact_matmuls():
             cpu.fp32_precision = cpu_precision
 
     return restore
+
+
+# -- random streams --------------------------------------------------------------------------
+class SeedStream(NamedTuple):
+    """The seeds of one training run's random streams, each a pure function of ``seed``.
+
+    Every stream of a run is derived here, so that two never coincide and a run resumed at
+    epoch ``k`` draws what an uninterrupted run draws there.
+
+    Parameters
+    ----------
+    seed : int
+        The run's seed, in ``[0, 2**31 - 1)`` (:meth:`of` draws it from a ``random_state``).
+
+    Examples
+    --------
+    >>> stream = SeedStream(7)
+    >>> stream.shuffle(3) == stream.epoch(3) + 1
+    True
+    >>> SeedStream.pretraining_epoch(0)
+    -1
+    """
+
+    seed: int
+
+    @classmethod
+    def of(cls, random_state):
+        """The stream of a run seeded by ``random_state`` (int, RandomState or None).
+
+        A ``RandomState`` advances by one draw; None gives a fresh seed.
+        """
+        return cls(int(check_random_state(random_state).randint(2 ** 31 - 1)))
+
+    def epoch(self, epoch):
+        """Seed of the noise, augmentation and penalty probes of ``epoch`` (training epochs are
+        0, 1, ...; pretraining epochs are negative, see :meth:`pretraining_epoch`)."""
+        return (self.seed * 1_000_003 + epoch * 7_919) % (2 ** 63 - 1)
+
+    def shuffle(self, epoch):
+        """Seed of the order of the training batches of ``epoch``."""
+        return self.epoch(epoch) + 1
+
+    def pretraining_shuffle(self):
+        """Seed of the order of the pretraining batches (one stream over its epochs)."""
+        return self.seed + 2
+
+    @staticmethod
+    def pretraining_epoch(index):
+        """The epoch whose noise pretraining epoch ``index`` (0-based) draws: -1, -2, ...,
+        distinct from every training epoch."""
+        return -1 - index
+
+    @staticmethod
+    def tuning(random_state):
+        """Seed of the noise of the measurements on which ``lam="auto"`` is tuned: an int
+        ``random_state`` itself, else 0 (the same measurements on every call)."""
+        return int(random_state) if isinstance(random_state, Integral) else 0

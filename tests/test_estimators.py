@@ -258,9 +258,9 @@ def test_history_records_solver_statistics(blurred, blur, gradient):
         assert "bw_iter" not in est.history[-1]
 
 
-def test_predict_can_return_per_sample_stats(fitted, blurred):
+def test_predict_with_stats_returns_per_sample_stats(fitted, blurred):
     X, _ = blurred
-    images, stats = fitted.predict(X[16:], return_stats=True)
+    images, stats = fitted.predict_with_stats(X[16:])
     np.testing.assert_array_equal(images, fitted.predict(X[16:]))
     assert isinstance(stats, SolverStats)
     assert stats.converged.shape == (16,) and stats.converged.dtype == torch.bool
@@ -268,10 +268,19 @@ def test_predict_can_return_per_sample_stats(fitted, blurred):
     assert bool(stats.converged.all()) and (stats.iterations <= fitted.max_iter).all()
 
 
+def test_predict_return_stats_still_works_with_a_future_warning(fitted, blurred):
+    X, _ = blurred
+    with pytest.warns(FutureWarning, match="use predict_with_stats"):
+        images, stats = fitted.predict(X[16:], return_stats=True)
+    expected, expected_stats = fitted.predict_with_stats(X[16:])
+    np.testing.assert_array_equal(images, expected)
+    torch.testing.assert_close(stats.iterations, expected_stats.iterations)
+
+
 def test_predict_in_chunks_reports_stats_for_every_sample(blurred, blur):
     X, y = blurred
     est = deblur(blur, batch_size=2).fit(X[:16], y[:16])  # predict chunks of 8 images
-    images, stats = est.predict(X, return_stats=True)
+    images, stats = est.predict_with_stats(X)
     assert images.shape == (32, 16, 16) and stats.converged.shape == (32,)
 
 
@@ -597,3 +606,22 @@ def test_training_on_faces_beats_the_measurements():
         assert score > measured + 1.0, gradient
         assert score > tikhonov - 0.5, gradient  # starts at Tikhonov and must not fall far below
     assert tikhonov > measured
+
+
+# -- operators named by a kernel spec ------------------------------------------------------------
+def test_operator_spec_gives_the_blur_it_names(blurred, blur):
+    X, y = blurred
+    named = deblur("gaussian:5,1").fit(X[:16], y[:16])
+    given = deblur(blur).fit(X[:16], y[:16])
+    assert named.get_params()["operator"] == "gaussian:5,1"
+    assert isinstance(named.operator_, Blur)
+    np.testing.assert_array_equal(named.predict(X[16:]), given.predict(X[16:]))
+    assert clone(named).get_params()["operator"] == "gaussian:5,1"
+
+
+@pytest.mark.parametrize("cls", [ImplicitRegressor, ImplicitDeblurRegressor, TikhonovRegressor])
+def test_bad_operator_spec_is_a_clear_error(cls, blurred):
+    X, y = blurred
+    with pytest.raises(ValueError, match="operator='gaussian:5' is neither a LinearOperator nor "
+                                         "a kernel spec: .*expected 2 number"):
+        cls("gaussian:5").fit(X[:4], y[:4])

@@ -32,7 +32,7 @@ def test_estimator_fit_predict_on_cuda():
     estimator = ImplicitDeblurRegressor(operator=operator, max_epochs=2, batch_size=8,
                                         max_iter=20, device="cuda", random_state=0).fit(X, y)
     assert all(p.is_cuda for p in estimator.net_.module_.parameters())
-    prediction, stats = estimator.predict(X, return_stats=True)
+    prediction, stats = estimator.predict_with_stats(X)
     assert isinstance(prediction, np.ndarray)
     assert prediction.shape == X.shape and prediction.dtype == X.dtype
     assert np.isfinite(prediction).all()
@@ -174,7 +174,7 @@ def test_predict_converges_at_the_default_tol_with_tf32_allowed(monkeypatch):
     hook = estimator.regularizer_.register_forward_hook(
         lambda *_: flags.append(torch.backends.cudnn.allow_tf32))
     try:
-        prediction, stats = estimator.predict(X, return_stats=True)
+        prediction, stats = estimator.predict_with_stats(X)
     finally:
         hook.remove()
     assert flags and not any(flags)  # every regularizer pass of the solves ran without TF32

@@ -1,11 +1,13 @@
-"""Kernel constructors (disk, motion) and the norm of a mask that fixes its own shape."""
+"""Kernel constructors (disk, motion), the kernel grammar ("gaussian:9,1.6") and the norm of a
+mask that fixes its own shape."""
 
 import numpy as np
 import pytest
 import torch
 
-from implicit_inverse.operators import Blur, Mask, dot_test
+from implicit_inverse.operators import Blur, Mask, dot_test, gaussian_kernel
 from implicit_inverse.operators.blur import disk_kernel, motion_kernel
+from implicit_inverse.operators.specs import parse_kernel, resolve_operator
 
 
 @pytest.mark.parametrize("radius, side", [(0.2, 1), (0.5, 1), (1.0, 3), (1.5, 3), (1.6, 5),
@@ -66,3 +68,29 @@ def test_mask_norm_uses_the_mask_shape():
     assert Mask(mask).norm((2, 3, 13, 19)) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="does not match"):
         Mask(mask).norm((1, 1, 32, 32))
+
+
+@pytest.mark.parametrize("spec, kernel", [("gaussian:9,1.6", lambda: gaussian_kernel(9, 1.6)),
+                                          ("disk:2", lambda: disk_kernel(2.0)),
+                                          ("motion:9,30", lambda: motion_kernel(9.0, 30.0))])
+def test_kernel_specs_name_the_kernels(spec, kernel):
+    np.testing.assert_array_equal(parse_kernel(spec), kernel())
+    operator = resolve_operator(spec)
+    assert isinstance(operator, Blur) and operator.boundary == "circular"
+    np.testing.assert_array_equal(operator.kernel.numpy(), kernel())
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("gaussian:4.5,1", "SIZE must be a positive integer"), ("gaussian:9", "expected 2 number"),
+    ("disk:0", "radius"), ("disk:x", "is not 1 number"), ("motion:0.5,0", "length"),
+    ("disk:inf", "finite"), ("box:3", "expected gaussian:SIZE,SIGMA"), ("", "expected")])
+def test_bad_kernel_specs(spec, fragment):
+    with pytest.raises(ValueError, match=f"kernel {spec!r}: .*{fragment}"):
+        parse_kernel(spec)
+    with pytest.raises(ValueError, match=f"operator={spec!r} is neither"):
+        resolve_operator(spec)
+
+
+def test_an_operator_resolves_to_itself():
+    operator = Mask(fraction=0.5)
+    assert resolve_operator(operator) is operator

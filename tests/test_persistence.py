@@ -4,6 +4,7 @@ resuming; crafted, damaged and old (pickled) files are refused without running c
 import json
 import numbers
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -426,3 +427,14 @@ def test_objects_that_differ_from_their_constructor_are_not_saved(fitted, tmp_pa
     with pytest.raises(TypeError, match="params.operator: this Blur has attributes .*note"):
         persistence.save(TikhonovRegressor(operator), path)
     assert path.read_bytes() == before  # nothing a user saved is replaced by a failed save
+
+
+def test_a_format_2_file_still_loads_and_predicts_the_same_images():
+    """A model saved by the code before model files became header + state (see
+    ``tests/data/make_format2_model.py``) loads and gives the images it gave then."""
+    data = Path(__file__).parent / "data"
+    expected = np.load(data / "format2_model_expected.npz")
+    loaded = ImplicitRegressor.load(data / "format2_model.pt")
+    assert type(loaded) is ImplicitDeblurRegressor and loaded.n_iter_ == 2
+    np.testing.assert_allclose(loaded.predict(expected["X"]), expected["images"], rtol=0,
+                               atol=1e-6)

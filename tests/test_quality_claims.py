@@ -63,7 +63,7 @@ def test_a_few_epochs_of_the_default_model_beat_tuned_tikhonov_on_held_out_faces
     est = ImplicitDeblurRegressor(operator=operator, max_epochs=8, random_state=0, n_threads=1)
     est.fit(X_train, train)
     tikhonov = TikhonovRegressor(operator, lam=est.lam_).fit(X_train, train)
-    _, stats = est.predict(X_test, return_stats=True)
+    _, stats = est.predict_with_stats(X_test)
     assert bool(stats.converged.all())
     assert est.score(X_test, test) > tikhonov.score(X_test, test) + 0.25  # measured: +0.39 dB
 

@@ -183,7 +183,7 @@ def test_a_run_that_keeps_diverging_stops_with_the_last_good_parameters(blurred,
     # the network still answers: every solve diverges, the Tikhonov start is returned
     d = torch.from_numpy(np.array(X[N:N + 3]))[:, None]
     with pytest.warns(ConvergenceWarning, match="3 of 3 samples did not reach tol"):
-        images, stats = est.predict(X[N:N + 3], return_stats=True)
+        images, stats = est.predict_with_stats(X[N:N + 3])
     with torch_threads(1):  # as predict ran (n_threads=1): FFT sums depend on the threads
         start = est.operator_.solve_normal(est.operator_.adjoint(d), est.lam_)
     np.testing.assert_allclose(images, start[:, 0].numpy(), rtol=0, atol=1e-6)
@@ -254,7 +254,7 @@ def test_unconverged_predictions_warn_flag_and_stay_finite(non_contractive, blur
         warnings.simplefilter("default", ConvergenceWarning)
         with pytest.warns(ConvergenceWarning, match=r"8 of 8 samples did not reach tol=0\.0001 "
                                                     r"within max_iter=40 \(8 diverged"):
-            images, stats = non_contractive.predict(X[N:N + 8], return_stats=True)
+            images, stats = non_contractive.predict_with_stats(X[N:N + 8])
     assert images.shape == (8, 16, 16) and np.isfinite(images).all()
     assert stats.converged.shape == (8,) and stats.converged.dtype == torch.bool
     assert not stats.converged.any() and stats.diverged.all()
@@ -274,7 +274,7 @@ def test_predict_works_in_chunks_of_four_batches(blurred, blur):
     sizes = []
     hook = est.net_.module_.register_forward_pre_hook(lambda m, args: sizes.append(len(args[0])))
     try:
-        images, stats = est.predict(X[:26], return_stats=True)
+        images, stats = est.predict_with_stats(X[:26])
     finally:
         hook.remove()
     assert sizes == [8, 8, 8, 2]

@@ -5,10 +5,11 @@ they change the settings inside their block only and restore the caller's settin
 also after an exception. What the settings do to CUDA kernels is tested in ``test_gpu.py``.
 """
 
+import numpy as np
 import pytest
 import torch
 
-from implicit_inverse._runtime import (TF32_SAFE_TOL, exact_float32, float32_default,
+from implicit_inverse._runtime import (TF32_SAFE_TOL, SeedStream, exact_float32, float32_default,
                                        resolve_device, solve_precision, torch_threads)
 from implicit_inverse.cli._common import CommandError, check_device
 from implicit_inverse.equilibrium import Anderson, ForwardIteration
@@ -234,3 +235,17 @@ def test_cuda_without_cuda_messages_are_unchanged(device, name):
     assert str(error.value) == (
         "--device cuda was requested but CUDA is not available "
         "(torch.cuda.is_available() is False); use --device cpu or auto")
+
+
+def test_seed_stream_keeps_the_seeds_of_earlier_releases():
+    """The streams are those the training derived before they met in ``SeedStream``: seeded
+    runs give the results they gave."""
+    stream = SeedStream(12345)
+    assert stream.epoch(3) == (12345 * 1_000_003 + 3 * 7_919) % (2 ** 63 - 1)
+    assert stream.shuffle(3) == stream.epoch(3) + 1
+    assert stream.pretraining_shuffle() == 12345 + 2
+    assert [SeedStream.pretraining_epoch(i) for i in range(3)] == [-1, -2, -3]
+    assert SeedStream.tuning(7) == 7 and SeedStream.tuning(None) == 0
+    assert SeedStream.tuning(np.random.RandomState(0)) == 0
+    assert SeedStream.of(0) == SeedStream.of(0) == SeedStream(
+        int(np.random.RandomState(0).randint(2 ** 31 - 1)))

@@ -76,7 +76,7 @@ def test_the_penalty_keeps_the_learned_map_contractive(blurred, blur):
     for weight, est in runs.items():
         module = est.net_.module_
         with torch.no_grad():
-            _, stats = est.predict(X[24:32], return_stats=True)
+            _, stats = est.predict_with_stats(X[24:32])
             x_star = module(d)
         lipschitz[weight] = float(estimate_lipschitz(module.layer.map, x_star, d).max())
         iterations[weight] = float(stats.iterations.float().mean())

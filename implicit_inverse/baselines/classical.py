@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._image_regressor import (ImageRegressorMixin, validate_measurements,
                                 validate_training_pair)
 from ..operators import LinearOperator, conjugate_gradient
+from ..operators.specs import resolve_operator
 
 
 def tikhonov(operator, measurements, lam):
@@ -31,7 +32,7 @@ def tikhonov(operator, measurements, lam):
     -------
     torch.Tensor of shape (n, C, H, W)
     """
-    return operator.solve_normal(operator.adjoint(measurements), lam)
+    return operator.tikhonov(measurements, lam)
 
 
 def laplacian_power(height, width, dtype=torch.float64, device="cpu"):
@@ -124,8 +125,9 @@ class _ClassicalRegressor(ImageRegressorMixin, BaseEstimator):
             value = getattr(self, name, None)
             if value is not None and not math.isfinite(value):
                 raise ValueError(f"{name} must be finite, got {value!r}")
-        measurements, _ = validate_training_pair(X, y, self.operator, self.image_shape)
-        self.operator_ = self.operator
+        operator = resolve_operator(self.operator)
+        measurements, _ = validate_training_pair(X, y, operator, self.image_shape)
+        self.operator_ = operator
         self.image_shape_ = tuple(measurements.shape[1:])
         self.n_channels_ = measurements.shape[1]
         self.n_features_in_ = int(np.prod(self.image_shape_))
@@ -160,7 +162,8 @@ class TikhonovRegressor(_ClassicalRegressor):
 
     Parameters
     ----------
-    operator : LinearOperator
+    operator : LinearOperator or str
+        A kernel spec such as ``"gaussian:9,1.6"`` names the circular ``Blur`` of that kernel.
     lam : float, default 1e-2
         Regularisation weight, > 0.
     image_shape : tuple (C, H, W) or None
@@ -168,7 +171,7 @@ class TikhonovRegressor(_ClassicalRegressor):
     """
 
     _parameter_constraints = {
-        "operator": [LinearOperator, None],
+        "operator": [LinearOperator, str, None],
         "lam": [Interval(Real, 0, None, closed="neither")],
         "image_shape": [tuple, None],
     }
@@ -203,7 +206,8 @@ class WienerRegressor(_ClassicalRegressor):
 
     Parameters
     ----------
-    operator : LinearOperator
+    operator : LinearOperator or str
+        A kernel spec such as ``"gaussian:9,1.6"`` names the circular ``Blur`` of that kernel.
     balance : float, default 1e-3
         Regularisation weight, > 0.
     regularizer : {"laplacian", "identity"}, default "laplacian"
@@ -219,7 +223,7 @@ class WienerRegressor(_ClassicalRegressor):
     """
 
     _parameter_constraints = {
-        "operator": [LinearOperator, None],
+        "operator": [LinearOperator, str, None],
         "balance": [Interval(Real, 0, None, closed="neither")],
         "regularizer": [StrOptions({"laplacian", "identity"})],
         "image_shape": [tuple, None],
@@ -246,14 +250,15 @@ class DirectInverseRegressor(_ClassicalRegressor):
 
     Parameters
     ----------
-    operator : LinearOperator
+    operator : LinearOperator or str
+        A kernel spec such as ``"gaussian:9,1.6"`` names the circular ``Blur`` of that kernel.
     floor : float, default 1e-3
         Smallest ``|K|^2`` divided by, > 0.
     image_shape : tuple (C, H, W) or None
     """
 
     _parameter_constraints = {
-        "operator": [LinearOperator, None],
+        "operator": [LinearOperator, str, None],
         "floor": [Interval(Real, 0, None, closed="neither")],
         "image_shape": [tuple, None],
     }

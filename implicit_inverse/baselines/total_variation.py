@@ -154,7 +154,8 @@ class TotalVariationRegressor(_ClassicalRegressor):
 
     Parameters
     ----------
-    operator : LinearOperator
+    operator : LinearOperator or str
+        A kernel spec such as ``"gaussian:9,1.6"`` names the circular ``Blur`` of that kernel.
     weight : float, default 5e-4
         TV weight, > 0 (suits noise of std 0.01 on images in [0, 1]; grows with the noise).
     rho : float, default 0.2
@@ -184,7 +185,7 @@ class TotalVariationRegressor(_ClassicalRegressor):
     """
 
     _parameter_constraints = {
-        "operator": [LinearOperator, None],
+        "operator": [LinearOperator, str, None],
         "weight": [Interval(Real, 0, None, closed="neither")],
         "rho": [Interval(Real, 0, None, closed="neither")],
         "n_iter": [Interval(Integral, 1, None, closed="left")],

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..operators.specs import KERNEL_GRAMMAR
+
 PROG = "implicit-inverse"
-KERNEL_HELP = ("gaussian:SIZE,SIGMA, disk:RADIUS (defocus), motion:LENGTH,ANGLE (degrees, "
-               "counter-clockwise) or a .npy file holding a 2-D kernel (divided by its sum)")
+KERNEL_HELP = f"{KERNEL_GRAMMAR} or a .npy file holding a 2-D kernel (divided by its sum)"
 
 
 class CommandError(Exception):
@@ -82,28 +83,13 @@ def check_device(device):
 
 
 # -- kernels -------------------------------------------------------------------------------------
-def _numbers(spec, text, count, names):
-    parts = text.split(",") if text else []
-    if len(parts) != count:
-        raise CommandError(f"--kernel {spec!r}: expected {count} number(s) "
-                           f"{','.join(names)} after the colon")
-    try:
-        values = [float(part) for part in parts]
-    except ValueError:
-        raise CommandError(f"--kernel {spec!r}: {text!r} is not {count} number(s) "
-                           f"{','.join(names)}") from None
-    if not all(math.isfinite(value) for value in values):
-        raise CommandError(f"--kernel {spec!r}: values must be finite")
-    return values
-
-
 def parse_kernel(spec):
     """The 2-D kernel named by ``--kernel SPEC``.
 
     Parameters
     ----------
     spec : str
-        ``gaussian:SIZE,SIGMA``, ``disk:RADIUS``, ``motion:LENGTH,ANGLE`` or the path of a
+        A spec of :data:`~implicit_inverse.operators.specs.KERNEL_GRAMMAR` or the path of a
         ``.npy`` file holding a 2-D array (finite, with a non-zero sum; it is divided by its sum).
 
     Returns
@@ -116,22 +102,13 @@ def parse_kernel(spec):
         A malformed spec, or a kernel file that is missing, unreadable, not 2-D, not finite or
         summing to zero (the message names the file).
     """
-    from ..operators import gaussian_kernel
-    from ..operators.blur import disk_kernel, motion_kernel
+    from ..operators import specs
 
-    name, _, rest = spec.partition(":")
-    try:
-        if name == "gaussian":
-            size, sigma = _numbers(spec, rest, 2, ("SIZE", "SIGMA"))
-            if not size.is_integer() or size < 1:
-                raise CommandError(f"--kernel {spec!r}: SIZE must be a positive integer")
-            return gaussian_kernel(int(size), sigma)
-        if name == "disk":
-            return disk_kernel(*_numbers(spec, rest, 1, ("RADIUS",)))
-        if name == "motion":
-            return motion_kernel(*_numbers(spec, rest, 2, ("LENGTH", "ANGLE")))
-    except ValueError as error:
-        raise CommandError(f"--kernel {spec!r}: {error}") from None
+    if specs.is_kernel_spec(spec):
+        try:
+            return specs.parse_kernel(spec)
+        except ValueError as error:
+            raise CommandError(f"--{error}") from None
     if spec.lower().endswith(".npy") or Path(spec).is_file():
         return _kernel_file(spec)
     raise CommandError(f"--kernel: expected {KERNEL_HELP}; got {spec!r}")

@@ -69,7 +69,7 @@ def compare_methods(operator, X_tune, y_tune, X_eval, y_eval, implicit, implicit
                         value=value))
 
     start = time.perf_counter()
-    outputs["implicit"], stats = implicit.predict(X_eval, return_stats=True)
+    outputs["implicit"], stats = implicit.predict_with_stats(X_eval)
     seconds = implicit_time + time.perf_counter() - start
     gradient = implicit.gradient if isinstance(implicit.gradient, str) else \
         type(implicit.gradient).__name__

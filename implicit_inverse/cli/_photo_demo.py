@@ -106,7 +106,7 @@ def run_photos(noise, seed, crop, finetune_seconds, device, n_train=N_TRAINING_C
         if finetune_seconds > 0:
             tuned, spent = fine_tune(model, X_train, y_train, finetune_seconds)
             start = time.perf_counter()
-            outputs["fine-tuned"], stats = tuned.predict(X_test, return_stats=True)
+            outputs["fine-tuned"], stats = tuned.predict_with_stats(X_test)
             rows.append({"key": "fine-tuned", "method": f"fine-tuned prior ({spent:.0f} s)",
                          "psnr": psnr(truth, outputs["fine-tuned"]),
                          "ssim": ssim(truth, outputs["fine-tuned"]),

@@ -108,18 +108,18 @@ def restore_pixels(estimator, colour):
     model_channels = estimator.n_channels_
     stats = []
     if model_channels == colour.shape[0]:
-        restored, solve = estimator.predict(colour[None], return_stats=True)
+        restored, solve = estimator.predict_with_stats(colour[None])
         restored, stats = restored[0], [solve]
     elif model_channels == 1:
         parts = []
         for channel in colour:  # one at a time: memory of one grayscale image
-            part, solve = estimator.predict(channel[None, None], return_stats=True)
+            part, solve = estimator.predict_with_stats(channel[None, None])
             parts.append(part[0, 0])
             stats.append(solve)
         restored = np.stack(parts)
     elif model_channels == 3 and colour.shape[0] == 1:
         gray_rgb = np.repeat(colour[None], 3, axis=1)
-        restored, solve = estimator.predict(gray_rgb, return_stats=True)
+        restored, solve = estimator.predict_with_stats(gray_rgb)
         restored, stats = restored[0].mean(axis=0, keepdims=True), [solve]
     else:  # pragma: no cover - models have 1 or 3 channels
         raise CommandError(f"a {model_channels}-channel model cannot restore "

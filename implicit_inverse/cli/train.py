@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..equilibrium.gradients import STRATEGIES
 from ._common import (KERNEL_HELP, CommandError, add_device_option, add_max_pixels_option,
                       add_threads_option, blur_operator, check_device, image_size,
                       nonnegative_float, nonnegative_int, positive_int, save_model)
@@ -49,9 +50,9 @@ def add_parser(commands):
                             "preconditioner) (default: circular)")
     train.add_argument("--noise", type=nonnegative_float, default=DEMO_NOISE, metavar="STD",
                        help=f"measurement noise standard deviation (default: {DEMO_NOISE})")
-    train.add_argument("--gradient", choices=("jfb", "exact"), default="jfb",
-                       help="gradient of the fixed point: Jacobian-free (jfb) or implicit "
-                            "(exact) (default: jfb)")
+    train.add_argument("--gradient", choices=sorted(STRATEGIES), default="jfb",
+                       help="gradient of the fixed point: Jacobian-free (jfb), implicit (exact) "
+                            "or backpropagated through the iterations (unrolled) (default: jfb)")
     train.add_argument("--from-pretrained", nargs="?", const="default", default=None,
                        metavar="PRIOR",
                        help="fine-tune a shipped denoising prior (plug-and-play map, calibrated "

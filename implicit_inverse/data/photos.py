@@ -16,6 +16,10 @@ TRAINING_PHOTOS = (
 )  # fmt: skip
 """The fourteen ``skimage.data`` photos the shipped priors are trained on (all offline)."""
 
+CALIBRATION_PHOTOS = ("astronaut", "chelsea", "rocket", "brick", "clock", "page")
+"""Training photos whose crops calibrate a pretrained prior in ``from_pretrained`` (textured
+and smooth, colour and grayscale; a subset of :data:`TRAINING_PHOTOS`)."""
+
 
 @functools.lru_cache(maxsize=None)
 def load_photo(name, grayscale=True):

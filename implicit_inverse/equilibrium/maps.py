@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..operators import LinearOperator
+from .data_step import data_direction
 
 INITIALIZERS = ("adjoint", "tikhonov")
 
@@ -97,6 +98,11 @@ class GradientStep(FixedPointMap):
             return torch.tensor(self.eta, dtype=torch.float64)
         return 2.0 * self.eta * torch.sigmoid(self.step_logit)
 
+    @property
+    def prior(self):
+        """The prior of the map: the regularizer ``R``."""
+        return self.regularizer
+
     def gradient(self, x, d):
         """``A^T (A x - d) + R(x)``, shaped like ``x`` (N, C, H, W)."""
         return self.operator.adjoint(self.operator(x) - d) + self.regularizer(x)
@@ -115,47 +121,17 @@ class GradientStep(FixedPointMap):
         -------
         torch.Tensor of shape (N, C, H, W)
         """
-        multiplier = self.operator.fourier_multiplier(x.shape, x.dtype, x.device)
-        if multiplier is not None:
-            direction = self._fourier_direction(x, d, multiplier)
-        else:
-            direction = self.gradient(x, d)
-            if self.precondition:
-                direction = self.operator.solve_normal(direction, self.lam)
+        direction = data_direction(self.operator, x, d, self.lam, self.precondition,
+                                   prior_gradient=self.regularizer(x))
         return x - self.step.to(x.dtype) * direction
-
-    def _fourier_direction(self, x, d, multiplier):
-        """``P (A^T (A x - d) + R(x))`` for an ``A`` diagonal in the Fourier basis.
-
-        ``A``, ``A^T`` and ``P`` are then all multipliers of the same spectrum, so the
-        direction takes three real FFTs (of ``x``, ``d`` and ``R(x)``) and one inverse,
-        instead of a forward and an inverse FFT for each of ``A``, ``A^T`` and ``P``.
-
-        Parameters
-        ----------
-        x : torch.Tensor of shape (N, C, H, W)
-        d : torch.Tensor of shape (N, C, H, W)
-        multiplier : torch.Tensor of shape (H, W // 2 + 1), complex
-            ``A``'s transfer function (:meth:`LinearOperator.fourier_multiplier`).
-
-        Returns
-        -------
-        torch.Tensor of shape (N, C, H, W)
-        """
-        spectrum, power = _data_gradient_spectrum(x, d, multiplier)
-        spectrum = spectrum + torch.fft.rfft2(self.regularizer(x).to(x.dtype))
-        if self.precondition:
-            spectrum = spectrum / (power + self.lam)
-        return torch.fft.irfft2(spectrum, s=x.shape[-2:])
 
     def initial_point(self, d):
         """Starting point ``x0`` for measurements ``d`` (N, C, H', W') -> (N, C, H, W)."""
         if callable(self.initializer):
             return self.initializer(d)
-        adjoint = self.operator.adjoint(d)
         if self.initializer == "tikhonov":
-            return self.operator.solve_normal(adjoint, self.lam)
-        return adjoint
+            return self.operator.tikhonov(d, self.lam)
+        return self.operator.adjoint(d)
 
 
 class ProximalStep(FixedPointMap):
@@ -204,22 +180,18 @@ class ProximalStep(FixedPointMap):
         self.log_sigma = nn.Parameter(torch.tensor(math.log(sigma)), requires_grad=learn_sigma)
 
     @property
+    def prior(self):
+        """The prior of the map: the denoiser ``D``."""
+        return self.denoiser
+
+    @property
     def sigma(self):
         """The denoiser's noise level (a 0-d tensor)."""
         return self.log_sigma.exp()
 
     def data_step(self, x, d):
         """``x - eta P A^T (A x - d)``, shaped like ``x`` (N, C, H, W)."""
-        multiplier = self.operator.fourier_multiplier(x.shape, x.dtype, x.device)
-        if multiplier is not None:
-            spectrum, power = _data_gradient_spectrum(x, d, multiplier)
-            if self.precondition:
-                spectrum = spectrum / (power + self.lam)
-            return x - self.eta * torch.fft.irfft2(spectrum, s=x.shape[-2:])
-        direction = self.operator.adjoint(self.operator(x) - d)
-        if self.precondition:
-            direction = self.operator.solve_normal(direction, self.lam)
-        return x - self.eta * direction
+        return x - self.eta * data_direction(self.operator, x, d, self.lam, self.precondition)
 
     def forward(self, x, d):
         """One step ``T(x; d)``: (N, C, H, W) and (N, C, H', W') -> (N, C, H, W)."""
@@ -227,29 +199,7 @@ class ProximalStep(FixedPointMap):
 
     def initial_point(self, d):
         """The Tikhonov solution ``(A^T A + lam I)^{-1} A^T d``, shaped (N, C, H, W)."""
-        return self.operator.solve_normal(self.operator.adjoint(d), self.lam)
-
-
-def _data_gradient_spectrum(x, d, multiplier):
-    """The spectrum of ``A^T (A x - d)`` for an ``A`` diagonal in the Fourier basis.
-
-    Parameters
-    ----------
-    x, d : torch.Tensor of shape (N, C, H, W)
-    multiplier : torch.Tensor of shape (H, W // 2 + 1), complex
-        ``A``'s transfer function (:meth:`LinearOperator.fourier_multiplier`).
-
-    Returns
-    -------
-    spectrum : torch.Tensor of shape (N, C, H, W // 2 + 1), complex
-    power : torch.Tensor of shape (H, W // 2 + 1)
-        ``|A|^2``, the spectrum of ``A^T A`` (for the preconditioner).
-    """
-    if d.shape != x.shape:
-        raise ValueError(f"d must have the image's shape {tuple(x.shape)} for this "
-                         f"operator, got {tuple(d.shape)}")
-    power = multiplier.abs().square()
-    return power * torch.fft.rfft2(x) - multiplier.conj() * torch.fft.rfft2(d), power
+        return self.operator.tikhonov(d, self.lam)
 
 
 def _check_positive_finite(value, name):

@@ -3,31 +3,27 @@
 from __future__ import annotations
 
 import copy
-import math
 import warnings
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context
-from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import LRScheduler, ProgressBar
-from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
-from ..equilibrium import (ConvergenceWarning, FixedPointSolver, GradientStep, GradientStrategy,
-                           ImplicitLayer, ProximalStep, SolverStats, safe_step_size)
+from ..equilibrium import ConvergenceWarning, SolverStats, safe_step_size
 from ..equilibrium.solvers import warn_if_unconverged
-from ..networks.specs import DEFAULT_REGULARIZER, build_regularizer, parse_regularizer
+from ..networks.specs import DEFAULT_REGULARIZER
 from ..training.calibration import calibrate_prior, calibration_crops, sigma_for_lam
-from ..networks.precision import PRECISIONS, MixedPrecision, with_precision
-from .._runtime import float32_default, resolve_device, torch_threads
+from ..training.recipe import ModelSpec, build_model, build_prior
+from .._runtime import SeedStream, float32_default, resolve_device, torch_threads
 from .._validation import warn_if_out_of_range
-from ..operators import LinearOperator
+from ..operators.specs import resolve_operator
 from ..training import distributed, streaming
 from . import persistence
+from ._parameters import PARAMETER_CONSTRAINTS, SHARED_PARAMETERS_DOC, check_scalar_params
 from ..baselines.tuning import tune_lam
 from ..training.losses import CRITERIA
 from ..training.pretraining import pretrain
@@ -36,127 +32,6 @@ from .._image_regressor import (ImageRegressorMixin, check_channels, validate_me
 from ..training.engine import (EquilibriumNet, FixedPointCache, ReconstructionModule,
                                SolverStatsLog, TrainingMeasurements)
 
-SHARED_PARAMETERS_DOC = """
-    regularizer : str or torch.nn.Module, default "dncnn:5x24"
-        The learned part of the map, built inside ``fit`` (so it can use the fitted ``lam_``) and
-        available afterwards as ``regularizer_``:
-
-        - ``"dncnn:DEPTHxWIDTH"``: ``R_theta = TikhonovPlusNetwork(DnCNN(DEPTH, WIDTH),
-          alpha=lam_, scale=100 * lam_)``, ``alpha x`` plus a DnCNN whose output starts at
-          zero, so the untrained model is exactly Tikhonov (the gain 100 makes the network's
-          amplification by the preconditioner independent of the noise level).
-          ``"dncnn:17x64"`` is the reference paper's size.
-        - ``"pretrained"`` or ``"pretrained:NAME"``: a shipped denoising prior ``D`` (see
-          :func:`~implicit_inverse.networks.priors.available_priors`) in the plug-and-play map
-          ``x <- D_sigma(x - eta P A^T (A x - d))``
-          (:class:`~implicit_inverse.equilibrium.ProximalStep`); ``lam="auto"`` then calibrates
-          ``lam`` and the denoiser strength ``sigma`` by restoring the first training pairs
-          (:func:`~implicit_inverse.training.calibration.calibrate_prior`), and training
-          fine-tunes the prior and ``sigma``. See :meth:`from_pretrained` for use without
-          training.
-        - a ``torch.nn.Module`` (image -> image of the same shape), trained as ``R_theta`` of
-          DE-GRAD; ``fit`` trains a copy: the module passed in is never modified.
-    eta : float, default 1.0
-        Step size of the DE-GRAD map, > 0. With ``precondition=True`` steps in (0, 2) contract;
-        without it, ``eta < 2 / (||A||^2 + alpha)`` (``fit`` warns outside the safe range).
-    noise_std : float >= 0 or "auto", default "auto"
-        Noise level of the training measurements, with one meaning for arrays and datasets:
-        every training batch is measured afresh, ``A y`` plus Gaussian noise of this std (the
-        noise of the given ``X`` is replaced, not added to), and ``lam="auto"`` is tuned on
-        measurements of this noise. "auto" uses the std estimated from the training pairs
-        (RMS of ``X - A y``; arrays only). ``predict`` never adds noise.
-    gradient : {"jfb", "exact", "unrolled"} or GradientStrategy, default "jfb"
-        How the loss at the fixed point is differentiated.
-    solver : {"anderson", "forward"} or FixedPointSolver, default "anderson"
-    max_iter : int, default 100
-        Cap on fixed-point iterations per sample (per solve; converged samples stop early).
-    tol : float, default 1e-4
-        Relative residual ``||T(x) - x|| / ||x||`` at which a solve has converged (``predict``).
-    train_max_iter : int, default 30
-        Cap on fixed-point iterations of the training solves.
-    train_tol : float, default 1e-3
-        Tolerance of the training solves. A training solve feeds a gradient, which needs far
-        less accuracy than a reconstruction: a looser tolerance roughly halves the cost of an
-        epoch (measured in ``benchmarks/quality.py``) without changing what ``predict``
-        returns.
-    lam : float > 0 or "auto", default "auto"
-        Tikhonov weight used by the preconditioner, the starting point and the default
-        regularizer's initial ``alpha``. "auto" picks the weight that maximises the PSNR of the
-        Tikhonov reconstruction on the training data (stored in ``lam_``).
-    precondition : bool, default True
-        Use the step ``x - eta (A^T A + lam I)^{-1} (A^T (A x - d) + R(x))`` (closed form for
-        circular blur, masks and downsampling): fewer iterations, and JFB becomes a close
-        approximation of the exact gradient.
-    learn_step : bool, default True
-        Train the step size, kept in ``(0, 2 eta)``.
-    augment : bool, default True
-        Random flips and quarter turns of the clean training images, measured again through the
-        operator.
-    reuse_fixed_points : bool, default True
-        Start each training sample's solve from its converged fixed point of the previous epoch
-        (one cached image per training sample, on ``device``, saved with the weights so that
-        checkpoints resume exactly; dropped by a new ``fit`` and when continued training gets
-        other images). Fewer iterations per epoch, same fixed points.
-    loss : {"psnr", "mse"}, default "psnr"
-        Training loss. "psnr" is minus the mean per-image PSNR (what ``score`` reports): every
-        image counts alike and its scale does not depend on the noise level. "mse" is the mean
-        squared error of the batch.
-    jacobian_penalty : float >= 0, default 2.0
-        Weight of the Jacobian regularization added to the loss: a one-probe Hutchinson
-        estimate of ``||dT/dx||_F^2 / n`` at the fixed points
-        (:func:`~implicit_inverse.equilibrium.jacobian_penalty`, after Bai et al. 2021). It
-        keeps the learned map contractive, so solves stay short and JFB stays a good
-        gradient; 0 turns it off. The weight is relative to the loss: with ``loss="mse"``,
-        whose values are ~1e-3, use a weight about 1e-3 times smaller.
-    pretrain_epochs : int >= 0, default 0
-        Epochs of feed-forward pretraining before the equilibrium training: one application of
-        the map from its starting point (the Tikhonov solution corrected once by the network)
-        is trained to give the clean image, at the cost of one network forward and backward per
-        image (no solve, no Jacobian penalty; see
-        :mod:`~implicit_inverse.training.pretraining`). Its loss per epoch is in
-        ``pretraining_history_``.
-    max_epochs : int, default 40
-    batch_size : int, default 32
-        Training batch size; ``predict`` works in chunks of ``4 * batch_size`` images, so its
-        memory does not grow with the number of images.
-    lr : float, default 5e-4
-        Learning rate of the optimizer.
-    lr_schedule : {"cosine", "constant"}, default "cosine"
-        "cosine" decays the learning rate to 0 over ``max_epochs`` (per epoch, resumable);
-        "constant" keeps it.
-    optimizer : torch optimizer class, default torch.optim.Adam
-    device : {"cpu", "cuda", "auto"} or str, default "cpu"
-        Torch device; "auto" uses CUDA when available. Asking for CUDA without it is an error.
-    random_state : int, RandomState or None, default None
-        Seeds the network initialisation, the shuffling, the noise and the augmentation.
-    verbose : int, default 0
-        0 is silent; 1 prints skorch's table per epoch (loss, time, solver statistics); 2 adds
-        a progress bar.
-    callbacks : list of skorch callbacks or None, default None
-        Extra callbacks; they are copied. To checkpoint and resume:
-        ``cp = Checkpoint(dirname=folder, monitor=None)`` saves every epoch (there is no
-        validation split, so skorch's default monitor ``"valid_loss_best"`` does not exist;
-        ``"train_loss_best"`` keeps the best epoch), and ``callbacks=[cp, LoadInitState(cp)]``
-        resumes from the last checkpoint: a run resumed after k epochs with
-        ``max_epochs = total - k`` gives the parameters of an uninterrupted run.
-    warm_start : bool, default False
-        Continue training the fitted model on a new ``fit`` instead of starting over.
-    image_shape : tuple (C, H, W) or None, default None
-        Shape of one measurement when ``X`` is 2-D (flattened images). None infers a square
-        single-channel image when the number of features is a perfect square, else one row.
-    n_threads : int or None, default None
-        Torch CPU threads during ``fit`` and ``predict`` (restored afterwards). None keeps
-        torch's setting. Use 1 with ``GridSearchCV(n_jobs=k)``.
-    precision : {"float32", "bfloat16", "float16"}, default "float32"
-        Arithmetic of the regularizer during training: "bfloat16" (CPU and GPU) or "float16"
-        (GPU only) run its forward under ``torch.autocast``
-        (:class:`~implicit_inverse.networks.MixedPrecision`; its parameters stay float32).
-        The operators' FFTs, the data term, the preconditioner and the fixed-point residuals
-        stay float32, and ``predict`` runs in float32, so that its solves reach ``tol``. A
-        bfloat16 regularizer limits the residual a training solve can reach to a few 1e-3:
-        use ``train_tol=5e-3`` with it (2.3x less CPU time per epoch than the float32
-        default in ``benchmarks/mixed_precision.py``, same test PSNR).
-"""
 
 
 CALIBRATION_PAIRS = 8
@@ -171,8 +46,10 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    operator : LinearOperator
-        The forward model ``A``: ``X`` holds measurements ``A y + noise``.
+    operator : LinearOperator or str
+        The forward model ``A``: ``X`` holds measurements ``A y + noise``. A kernel spec such as
+        ``"gaussian:9,1.6"``, ``"disk:2"`` or ``"motion:9,30"`` names the circular ``Blur`` of
+        that kernel (:func:`~implicit_inverse.operators.specs.resolve_operator`).
     """ + SHARED_PARAMETERS_DOC + """
     Attributes
     ----------
@@ -189,6 +66,10 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
     prior_sigma_ : float or None
         The denoiser strength of a pretrained prior's map as calibrated (trained further with
         ``learn_step``); None for a DnCNN or module regularizer.
+    spec_ : ModelSpec
+        The model's recipe, its fitted numbers resolved (``lam_``, ``prior_sigma_``): the
+        network trains and ``predict`` runs ``build_model(spec_)``
+        (:mod:`~implicit_inverse.training.recipe`).
     prior_scores_ : dict of float to float
         With a pretrained prior and ``lam="auto"``: the calibration PSNR (dB) of each strength
         factor tried (see :func:`~implicit_inverse.training.calibration.calibrate_prior`).
@@ -207,39 +88,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
     computation runs in float32.
     """
 
-    _parameter_constraints = {
-        "operator": [LinearOperator, None],
-        "regularizer": [nn.Module, str, None],
-        "eta": [Interval(Real, 0, None, closed="neither")],
-        "noise_std": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
-        "gradient": [StrOptions({"jfb", "exact", "unrolled"}), GradientStrategy],
-        "solver": [StrOptions({"anderson", "forward"}), FixedPointSolver],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left")],
-        "train_max_iter": [Interval(Integral, 1, None, closed="left")],
-        "train_tol": [Interval(Real, 0, None, closed="left")],
-        "lam": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-        "precondition": ["boolean"],
-        "learn_step": ["boolean"],
-        "augment": ["boolean"],
-        "reuse_fixed_points": ["boolean"],
-        "loss": [StrOptions(set(CRITERIA))],
-        "jacobian_penalty": [Interval(Real, 0, None, closed="left")],
-        "pretrain_epochs": [Interval(Integral, 0, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "lr_schedule": [StrOptions({"cosine", "constant"})],
-        "optimizer": [callable],
-        "device": [str, torch.device],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-        "callbacks": [list, None],
-        "warm_start": ["boolean"],
-        "image_shape": [tuple, None],
-        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
-        "precision": [StrOptions(set(PRECISIONS))],
-    }
+    _parameter_constraints = PARAMETER_CONSTRAINTS
 
     def __init__(self, operator=None, *, regularizer=DEFAULT_REGULARIZER, eta=1.0, noise_std="auto",
                  gradient="jfb", solver="anderson", max_iter=100, tol=1e-4, train_max_iter=30,
@@ -285,11 +134,16 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
 
     # -- what subclasses choose -------------------------------------------------------------
     def _make_operator(self):
-        """The forward model; subclasses build theirs from their own parameters."""
+        """The forward model: ``operator`` (a kernel spec names a ``Blur``), else the default."""
         if self.operator is None:
-            raise ValueError(f"operator is required for {type(self).__name__}: pass a "
-                             "LinearOperator such as Blur(gaussian_kernel(9, 1.5))")
-        return self.operator
+            return self._default_operator()
+        return resolve_operator(self.operator)
+
+    def _default_operator(self):
+        """The forward model when ``operator`` is None; task estimators build theirs."""
+        raise ValueError(f"operator is required for {type(self).__name__}: pass a "
+                         "LinearOperator such as Blur(gaussian_kernel(9, 1.5)) or a kernel spec "
+                         "such as 'gaussian:9,1.5'")
 
     # -- fit ----------------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -336,13 +190,12 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         return self._fit(X, y, epochs=1)
 
     def _fit(self, X, y, epochs):
-        self._check_scalar_params()
+        check_scalar_params(self)
         if streaming.is_dataset(X):
             return self._fit_dataset(X, y, epochs)
-        device = distributed.setup(resolve_device(self.device))
-        continuing = hasattr(self, "net_") and (self.warm_start or epochs is not None)
+        device, continuing = self._fit_start(epochs)
         image_shape = self.image_shape_ if continuing else self.image_shape
-        operator = self.operator_ if continuing else copy.deepcopy(self._make_operator())
+        operator = self._fit_operator(continuing)
         measurements, clean = validate_training_pair(X, y, operator, image_shape)
         warn_if_out_of_range(measurements, "X")
         # n_threads covers the whole fit: the lam search and the power iterations too
@@ -360,21 +213,31 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         self.n_iter_ = len(self.net_.history)
         return self
 
+    def _fit_start(self, epochs):
+        """``(device, continuing)`` of a ``fit`` (``epochs=None``) or ``partial_fit`` call:
+        the device to train on, and whether the fitted model trains further."""
+        device = distributed.setup(resolve_device(self.device))
+        return device, hasattr(self, "net_") and (self.warm_start or epochs is not None)
+
+    def _fit_operator(self, continuing):
+        """The operator a fit measures with: the fitted one when training continues, else a
+        copy of the one the parameters name."""
+        return self.operator_ if continuing else copy.deepcopy(self._make_operator())
+
     def _fit_dataset(self, dataset, y, epochs):
         """``_fit`` for a torch Dataset of clean images (see :meth:`fit` and ``streaming``)."""
         if y is not None:
             raise ValueError("y must be None when X is a torch Dataset: its items are the clean "
                              "images, measured through the operator during training")
-        device = distributed.setup(resolve_device(self.device))
+        device, continuing = self._fit_start(epochs)
         if distributed.world()[1] > 1:
             raise ValueError("fit on a torch Dataset is not supported under torch.distributed; "
                              "pass arrays X, y (each process trains on its shard)")
-        continuing = hasattr(self, "net_") and (self.warm_start or epochs is not None)
         if not continuing and isinstance(self.noise_std, str):
             raise ValueError("noise_std must be a float when X is a torch Dataset, got "
                              f"{self.noise_std!r}: there are no measurements to estimate the "
                              "noise from")
-        operator = self.operator_ if continuing else copy.deepcopy(self._make_operator())
+        operator = self._fit_operator(continuing)
         needs_sample = not continuing and (self.lam == "auto" or self.pretrain_epochs)
         clean = streaming.first_items(dataset, streaming.LAM_SAMPLES if needs_sample else 2)
         try:
@@ -398,68 +261,67 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         self.n_iter_ = len(self.net_.history)
         return self
 
-    def _check_scalar_params(self):
-        for name in ("max_iter", "train_max_iter", "pretrain_epochs", "max_epochs", "batch_size",
-                     "n_threads"):
-            if isinstance(getattr(self, name), (bool, np.bool_)):  # bool passes Interval(Integral)
-                raise InvalidParameterError(
-                    f"The {name!r} parameter of {type(self).__name__} must be an int >= 1, got "
-                    f"the bool {getattr(self, name)!r}")
-        for name in ("eta", "lr", "tol", "train_tol", "jacobian_penalty"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be finite, got {getattr(self, name)!r}")
-        for name in ("noise_std", "lam"):
-            value = getattr(self, name)
-            if not isinstance(value, str) and not math.isfinite(value):
-                raise ValueError(f"{name} must be finite or 'auto', got {value!r}")
-        parse_regularizer(self.regularizer)
-        if self.image_shape is not None and (
-                len(self.image_shape) != 3
-                or not all(isinstance(s, Integral) and s >= 1 for s in self.image_shape)):
-            raise ValueError("image_shape must be a tuple of 3 positive ints (C, H, W), got "
-                             f"{self.image_shape!r}")
-
     def _initialise(self, measurements, clean, operator, device, reuse_fixed_points=True):
+        """Fit the numbers of the model (``noise_std_``, ``lam_``, ``prior_sigma_``), resolve
+        them into ``spec_`` and build the network around ``build_model(spec_)``."""
         # a refit that fails below must not leave the previous net_ beside the new attributes
         self.__dict__.pop("net_", None)
         self.operator_ = operator
         self.image_shape_ = tuple(measurements.shape[1:])
         self.n_channels_ = measurements.shape[1]
         self.n_features_in_ = int(np.prod(self.image_shape_))
-        seed = int(check_random_state(self.random_state).randint(2 ** 31 - 1))
         self.noise_std_ = float((measurements - operator(clean)).pow(2).mean().sqrt()) \
             if self.noise_std == "auto" else float(self.noise_std)
+        recipe = self._recipe(operator, SeedStream.of(self.random_state).seed)
         tuning = self._tuning_measurements(measurements, clean, operator)
-        kind, _ = parse_regularizer(self.regularizer)
-        if kind == "pretrained":
-            denoiser = build_regularizer(self.regularizer, self.n_channels_, None)
-            self.lam_, self.prior_sigma_ = self._calibrate_prior(denoiser, operator, tuning,
-                                                                 clean)
+        prior = None
+        if recipe.denoiser_prior:
+            prior = build_prior(recipe)
+            self.lam_, self.prior_sigma_ = self._calibrate_prior(recipe, prior, tuning, clean)
         else:
             self.lam_ = tune_lam(operator, tuning, clean) if self.lam == "auto" \
                 else float(self.lam)
             self.prior_sigma_ = None
-        seed, self.lam_, self.noise_std_ = distributed.agree((seed, self.lam_, self.noise_std_),
-                                                             device)
+        seed, self.lam_, self.noise_std_ = distributed.agree(
+            (recipe.seed, self.lam_, self.noise_std_), device)
+        self.spec_ = recipe.replace(lam=self.lam_, sigma=self.prior_sigma_, seed=seed)
         bound = self._safe_step(operator, clean.shape)
-        if kind == "pretrained":
-            step = ProximalStep(operator, with_precision(denoiser, self.precision, device),
-                                lam=self.lam_, sigma=self.prior_sigma_, eta=self.eta,
-                                precondition=self.precondition, learn_sigma=self.learn_step)
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                regularizer = build_regularizer(self.regularizer, self.n_channels_, self.lam_)
-            _check_regularizer(regularizer, clean[:1])
-            regularizer = with_precision(regularizer, self.precision, device)
+        if prior is None:
+            prior = build_prior(self.spec_)
+            _check_regularizer(prior, clean[:1])
             self._warn_if_not_contractive(bound)
-            step = GradientStep(operator, regularizer, eta=self.eta,
-                                precondition=self.precondition, lam=self.lam_,
-                                initializer="tikhonov", learn_step=self.learn_step)
-        layer = ImplicitLayer(step, solver=copy.deepcopy(self.solver),
-                              gradient=copy.deepcopy(self.gradient), max_iter=self.max_iter,
-                              tol=self.tol, warn=False, train_max_iter=self.train_max_iter,
-                              train_tol=self.train_tol)
+        layer = build_model(self.spec_, device, prior=prior)
+        sampler = TrainingMeasurements(operator, noise_std=self.noise_std_, augment=self.augment,
+                                       seed=distributed.rank_seed(seed))
+        cache = FixedPointCache.for_data(distributed.own(clean)) \
+            if self.reuse_fixed_points and reuse_fixed_points else None
+        self.net_ = self._make_net(ReconstructionModule(layer, cache=cache), sampler, bound,
+                                   device)
+        self.net_.initialize()
+        self.pretraining_history_ = None
+        if self.pretrain_epochs:
+            # each process pretrains on its own shard; rank 0's weights are broadcast below
+            own = distributed.own(measurements)
+            self.pretraining_history_ = pretrain(
+                layer.map, {"measurement": own, "index": torch.arange(len(own))},
+                distributed.own(clean), sampler=sampler, criterion=CRITERIA[self.loss],
+                optimizer=self.optimizer, lr=self.lr, epochs=self.pretrain_epochs,
+                batch_size=distributed.local_batch_size(self.batch_size), device=device,
+                generator=torch.Generator().manual_seed(
+                    SeedStream(sampler.seed).pretraining_shuffle()))
+        distributed.broadcast_parameters(self.net_.module_)
+
+    def _recipe(self, operator, seed):
+        """The :class:`ModelSpec` of the hyperparameters, its fitted numbers not yet resolved."""
+        return ModelSpec(operator, regularizer=self.regularizer, channels=self.n_channels_,
+                         lam=None, eta=self.eta, precondition=self.precondition,
+                         learn_step=self.learn_step, solver=self.solver, gradient=self.gradient,
+                         max_iter=self.max_iter, tol=self.tol,
+                         train_max_iter=self.train_max_iter, train_tol=self.train_tol,
+                         precision=self.precision, seed=seed)
+
+    def _make_net(self, module, sampler, bound, device):
+        """The skorch network that trains ``module`` (callbacks, optimizer, batch sampling)."""
         callbacks = [("solver_stats", SolverStatsLog()), ("set_epoch", streaming.SetEpoch())]
         if self.lr_schedule == "cosine":
             callbacks.append(("lr_schedule", LRScheduler(CosineAnnealingLR,
@@ -468,12 +330,8 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
             callbacks.append(("progress", ProgressBar()))
         callbacks += [(f"user_{i}", callback) for i, callback in
                       enumerate(copy.deepcopy(self.callbacks or []))]
-        sampler = TrainingMeasurements(operator, noise_std=self.noise_std_, augment=self.augment,
-                                       seed=distributed.rank_seed(seed))
-        self.net_ = EquilibriumNet(
-            ReconstructionModule(layer, cache=FixedPointCache.for_data(distributed.own(clean))
-                                 if self.reuse_fixed_points and reuse_fixed_points else None),
-            criterion=CRITERIA[self.loss], optimizer=self.optimizer,
+        return EquilibriumNet(
+            module, criterion=CRITERIA[self.loss], optimizer=self.optimizer,
             lr=self.lr, max_epochs=self.max_epochs,
             batch_size=distributed.local_batch_size(self.batch_size),
             train_split=None, device=device, callbacks=callbacks, verbose=self.verbose,
@@ -485,37 +343,24 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
                             "regularizer grows.",
             jacobian_penalty=self.jacobian_penalty,
         )
-        self.net_.initialize()
-        self.pretraining_history_ = None
-        if self.pretrain_epochs:
-            # each process pretrains on its own shard; rank 0's weights are broadcast below
-            own = distributed.own(measurements)
-            self.pretraining_history_ = pretrain(
-                layer.map, {"measurement": own, "index": torch.arange(len(own))},
-                distributed.own(clean), sampler=sampler, criterion=CRITERIA[self.loss],
-                optimizer=self.optimizer, lr=self.lr, epochs=self.pretrain_epochs,
-                batch_size=distributed.local_batch_size(self.batch_size), device=device,
-                generator=torch.Generator().manual_seed(sampler.seed + 2))
-        distributed.broadcast_parameters(self.net_.module_)
 
     def _tuning_measurements(self, measurements, clean, operator):
         """Measurements of noise std ``noise_std_`` on which ``lam`` is tuned: the given ones
         for ``noise_std="auto"``, else ``A y`` plus seeded noise of that std."""
         if self.noise_std == "auto":
             return measurements
-        seed = self.random_state if isinstance(self.random_state, Integral) else 0
-        generator = torch.Generator().manual_seed(int(seed))
+        generator = torch.Generator().manual_seed(SeedStream.tuning(self.random_state))
         noiseless = operator(clean)
         return noiseless + self.noise_std_ * torch.randn(noiseless.shape, generator=generator,
                                                          dtype=noiseless.dtype)
 
-    def _calibrate_prior(self, denoiser, operator, measurements, clean):
-        """``(lam, sigma)`` of the plug-and-play map: calibrated on the first
-        :data:`CALIBRATION_PAIRS` pairs for ``lam="auto"``, else ``sigma`` from ``lam``."""
+    def _calibrate_prior(self, recipe, denoiser, measurements, clean):
+        """``(lam, sigma)`` of the plug-and-play map ``recipe`` describes: calibrated on the
+        first :data:`CALIBRATION_PAIRS` pairs for ``lam="auto"``, else ``sigma`` from ``lam``."""
         if self.lam != "auto":
             return float(self.lam), sigma_for_lam(self.noise_std_, float(self.lam))
         lam, sigma, self.prior_scores_ = calibrate_prior(
-            operator, denoiser, measurements[:CALIBRATION_PAIRS], clean[:CALIBRATION_PAIRS],
+            recipe, denoiser, measurements[:CALIBRATION_PAIRS], clean[:CALIBRATION_PAIRS],
             self.noise_std_)
         return lam, sigma
 
@@ -524,10 +369,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         """The trained regularizer module (DE-GRAD) or denoiser (plug-and-play) that ``predict``
         uses, without any mixed-precision wrapper."""
         check_is_fitted(self, "net_")
-        fixed_point_map = self.net_.module_.layer.map
-        module = fixed_point_map.denoiser if isinstance(fixed_point_map, ProximalStep) \
-            else fixed_point_map.regularizer
-        return module.module if isinstance(module, MixedPrecision) else module
+        return self.net_.module_.regularizer
 
     def _safe_step(self, operator, shape):
         """The step sizes for which the linear part of the map contracts: (0, bound).
@@ -553,8 +395,8 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         X : array-like of shape (n, H', W'), (n, C, H', W') or (n, F)
             Measurements.
         return_stats : bool, default False
-            Also return the per-sample :class:`~implicit_inverse.equilibrium.SolverStats`
-            (``converged`` flags, iterations, residuals).
+            Deprecated: use :meth:`predict_with_stats`, which returns ``(images, stats)``.
+            True still returns that pair, with a ``FutureWarning``.
 
         Returns
         -------
@@ -562,9 +404,34 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
             Same layout, kind and dtype as ``X``. Never NaN: a sample whose solve did not
             converge gets its lowest-residual iterate (at worst its Tikhonov starting point) and
             a ``ConvergenceWarning`` is emitted.
-        stats : SolverStats
-            Only when ``return_stats`` is True.
         """
+        images, stats = self._predict(X)
+        if return_stats:
+            warnings.warn("predict(X, return_stats=True) is deprecated and will be removed in "
+                          "the next release: use predict_with_stats(X), which returns "
+                          "(images, stats)", FutureWarning, stacklevel=2)
+            return images, stats
+        return images
+
+    def predict_with_stats(self, X):
+        """Reconstruct images from measurements, with the statistics of their solves.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, H', W'), (n, C, H', W') or (n, F)
+            Measurements.
+
+        Returns
+        -------
+        images : array of shape (n, H, W), (n, C, H, W) or (n, F_out)
+            As :meth:`predict` returns them.
+        stats : SolverStats
+            Per sample (tensors of shape (n,)): ``converged`` flags, iterations, residuals.
+        """
+        return self._predict(X)
+
+    def _predict(self, X):
+        """``(images, stats)`` of :meth:`predict_with_stats`."""
         check_is_fitted(self, "net_")
         measurements, layout = validate_measurements(X, self)
         warn_if_out_of_range(measurements, "X")
@@ -584,11 +451,10 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
                         "starting point of the solve overflows float32; images must be scaled "
                         "to [0, 1]")
                 outputs.append(output)
-                parts.append(module.layer.last_stats)
+                parts.append(module.last_stats)
         stats = SolverStats.concatenate(parts)
-        warn_if_unconverged(stats, stacklevel=2)
-        images = layout.restore(torch.cat(outputs))
-        return (images, stats) if return_stats else images
+        warn_if_unconverged(stats, stacklevel=3)
+        return layout.restore(torch.cat(outputs)), stats
 
     @property
     def history(self):
@@ -652,9 +518,9 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         spec = "pretrained" if name is None else f"pretrained:{name}"
         estimator = cls(operator, regularizer=spec, noise_std=noise_std, **params)
         estimator._validate_params()
-        estimator._check_scalar_params()
+        check_scalar_params(estimator)
         device = resolve_device(estimator.device)
-        operator = copy.deepcopy(estimator._make_operator())
+        operator = estimator._fit_operator(continuing=False)
         clean = calibration_crops().repeat(1, channels, 1, 1)
         try:
             operator.output_shape(tuple(clean.shape))

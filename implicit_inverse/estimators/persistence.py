@@ -90,12 +90,14 @@ from torch.nn.utils import parametrize
 
 from .._runtime import float32_default
 from ..data.files import atomic_write
-from ..equilibrium import (JFB, Anderson, Exact, ForwardIteration, GradientStep, ImplicitLayer,
-                           ProximalStep, Unrolled)
+from ..equilibrium import GradientStep, ImplicitLayer, ProximalStep
+from ..equilibrium.gradients import STRATEGIES
+from ..equilibrium.solvers import SOLVERS
 from ..networks import DnCNN, MixedPrecision, NoiseLevelDenoiser, TikhonovPlusNetwork
 from ..operators import Blur, Downsample, Identity, Mask
 from ..operators.base import _Adjoint, _Composed, _Scaled, _Sum
 from ..training.losses import CRITERIA
+from ..training.recipe import ModelSpec
 from ..training.streaming import SetEpoch
 from ..training.engine import (EquilibriumNet, FixedPointCache, ReconstructionModule,
                                SolverStatsLog, TrainingMeasurements)
@@ -845,6 +847,10 @@ def _callback_arguments(value, key):
     return value.get_params(deep=False)
 
 
+_RUN_STATE = ("_xs", "_fs", "last_stats", "last_input")
+"""What the registered solvers and gradient strategies keep from their last call (not saved)."""
+
+
 @functools.cache
 def _objects():
     """Objects rebuilt by calling their class with their constructor's arguments, by name (the
@@ -854,10 +860,10 @@ def _objects():
         Downsample: _constructor_arguments(), Identity: _constructor_arguments(),
         _Adjoint: _constructor_arguments(), _Composed: _constructor_arguments(),
         _Sum: _constructor_arguments(), _Scaled: _constructor_arguments(),
-        ForwardIteration: _constructor_arguments(), Anderson: _constructor_arguments("_xs", "_fs"),
-        JFB: _constructor_arguments("last_stats", "last_input"),
-        Exact: _constructor_arguments("last_stats"), Unrolled: _constructor_arguments("last_stats"),
+        **{cls: _constructor_arguments(*_RUN_STATE)
+           for cls in (*SOLVERS.values(), *STRATEGIES.values())},
         TrainingMeasurements: _constructor_arguments("epoch", "_generators"),
+        ModelSpec: _constructor_arguments(),
         SolverStatsLog: _callback_arguments, SetEpoch: _callback_arguments,
     }
     named = {cls.__name__: (cls, arguments) for cls, arguments in entries.items()}

@@ -9,7 +9,8 @@ from sklearn.utils._param_validation import Interval
 
 from ..networks.specs import DEFAULT_REGULARIZER
 from ..operators import Blur, Downsample, Mask, gaussian_kernel
-from .base import SHARED_PARAMETERS_DOC, ImplicitRegressor
+from ._parameters import SHARED_PARAMETERS_DOC
+from .base import ImplicitRegressor
 
 
 class ImplicitDeblurRegressor(ImplicitRegressor):
@@ -18,8 +19,9 @@ class ImplicitDeblurRegressor(ImplicitRegressor):
 
     Parameters
     ----------
-    operator : Blur or LinearOperator, optional
-        The blur. None builds ``Blur(gaussian_kernel(kernel_size, kernel_sigma))`` (circular).
+    operator : Blur, LinearOperator or str, optional
+        The blur, or a kernel spec such as ``"disk:2"`` naming it. None builds
+        ``Blur(gaussian_kernel(kernel_size, kernel_sigma))`` (circular).
     kernel_size : int, default 9
         Side of the default Gaussian kernel (used only when ``operator`` is None).
     kernel_sigma : float, default 1.5
@@ -107,9 +109,7 @@ class ImplicitDeblurRegressor(ImplicitRegressor):
         self.kernel_size = kernel_size
         self.kernel_sigma = kernel_sigma
 
-    def _make_operator(self):
-        if self.operator is not None:
-            return self.operator
+    def _default_operator(self):
         return Blur(gaussian_kernel(self.kernel_size, self.kernel_sigma))
 
 
@@ -204,9 +204,7 @@ class ImplicitSuperResolutionRegressor(ImplicitRegressor):
         )
         self.factor = factor
 
-    def _make_operator(self):
-        if self.operator is not None:
-            return self.operator
+    def _default_operator(self):
         return Downsample(self.factor)
 
 
@@ -311,9 +309,7 @@ class ImplicitInpaintingRegressor(ImplicitRegressor):
         self.mask = mask
         self.mask_seed = mask_seed
 
-    def _make_operator(self):
-        if self.operator is not None:
-            return self.operator
+    def _default_operator(self):
         if self.mask is not None:
             return Mask(mask=self.mask)
         return Mask(fraction=self.fraction, random_state=self.mask_seed)

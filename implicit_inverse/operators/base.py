@@ -227,6 +227,22 @@ class LinearOperator(abc.ABC):
         _check_iteration_options(max_iter, tol)
         return self._solve_normal(b, float(lam), max_iter=max_iter, tol=tol)
 
+    def tikhonov(self, d, lam):
+        """The Tikhonov solution ``(A^T A + lam I)^{-1} A^T d``: the one Tikhonov
+        reconstruction (baseline, and starting point of the fixed-point maps).
+
+        Parameters
+        ----------
+        d : torch.Tensor of shape (N, C, H', W')
+            Measurements.
+        lam : float > 0
+
+        Returns
+        -------
+        torch.Tensor of shape (N, C, H, W)
+        """
+        return self.solve_normal(self.adjoint(d), lam)
+
     def _solve_normal(self, b, lam, max_iter=200, tol=1e-8):
         return conjugate_gradient(lambda z: self._adjoint(self._forward(z)) + lam * z, b,
                                   max_iter=max_iter, tol=tol)

@@ -1,11 +1,13 @@
 """The training engine (skorch), below the estimators and beside nothing else.
 
+- :mod:`.recipe`: ``ModelSpec`` and ``build_model``, the one recipe of the implicit model (fit,
+  ``from_pretrained``, calibration);
 - :mod:`.engine`: the skorch net of the implicit model (fresh measurements per batch, warm-start
   cache, Jacobian penalty, divergence handling, solver statistics per epoch);
 - :mod:`.losses`, :mod:`.pretraining` (feed-forward pretraining of the map),
   :mod:`.streaming` (torch Datasets of clean images), :mod:`.distributed` (torchrun);
 - :mod:`.denoiser`: training denoising priors; :mod:`.calibration`: a prior's ``lam`` and
-  ``sigma`` for an operator and a noise level.
+  ``sigma`` for the map a spec describes and a noise level.
 """
 
 from .denoiser import NoisyCrops, pretrain_denoiser

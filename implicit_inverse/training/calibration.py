@@ -20,8 +20,8 @@ import math
 import numpy as np
 import torch
 
-from ..equilibrium import Anderson, ProximalStep
 from ..metrics import psnr
+from .recipe import build_model
 
 SIGMA_FACTORS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 """Denoiser strengths tried, as multiples of the measurement noise std."""
@@ -32,6 +32,7 @@ MIN_NOISE = 2e-3
 MAX_SIGMA = 0.1
 """Largest denoiser strength tried (the top of the shipped priors' training range)."""
 CALIBRATION_ITERATIONS = 40
+"""Iterations a calibration solve may take: a setting that needs more counts as unconverged."""
 
 
 def prior_settings(noise_std, factor):
@@ -69,15 +70,20 @@ def sigma_for_lam(noise_std, lam):
     return min(max(float(noise_std), MIN_NOISE) / math.sqrt(lam), MAX_SIGMA)
 
 
-def calibrate_prior(operator, denoiser, measurements, clean, noise_std,
-                    factors=SIGMA_FACTORS):
+def calibrate_prior(spec, denoiser, measurements, clean, noise_std, factors=SIGMA_FACTORS):
     """The ``(lam, sigma)`` of :func:`prior_settings` that restores ``measurements`` best.
+
+    Each setting is tried on the map ``spec`` describes (its operator, ``eta``,
+    ``precondition``, solver and ``tol``), solved for at most :data:`CALIBRATION_ITERATIONS`
+    iterations: the map the model will run.
 
     Parameters
     ----------
-    operator : LinearOperator
+    spec : ModelSpec
+        Of a denoiser prior; its ``lam`` and ``sigma`` are what is calibrated (ignored).
     denoiser : torch.nn.Module
-        ``D(x, sigma)``.
+        ``D(x, sigma)``, as :func:`~implicit_inverse.training.recipe.build_prior` built it for
+        ``spec`` (shared by every map tried; left in its training mode).
     measurements : torch.Tensor of shape (n, C, H', W')
         A few measurements (four 64x64 crops are enough and take seconds).
     clean : torch.Tensor of shape (n, C, H, W)
@@ -91,20 +97,19 @@ def calibrate_prior(operator, denoiser, measurements, clean, noise_std,
     scores : dict
         Mean PSNR (dB) of each factor tried.
     """
-    solver = Anderson()
     scores, converged = {}, {}
     was_training = denoiser.training
-    denoiser.eval()
     try:
         with torch.no_grad():
             for factor in factors:
                 lam, sigma = prior_settings(noise_std, factor)
-                step = ProximalStep(operator, denoiser, lam=lam, sigma=sigma)
-                restored, stats = solver.solve(
-                    lambda x, index, step=step: step(x, measurements[index]),
-                    step.initial_point(measurements), CALIBRATION_ITERATIONS, 1e-4, warn=False)
+                # evaluation runs the prior in float32 at every precision
+                layer = build_model(spec.replace(lam=lam, sigma=sigma, precision="float32",
+                                                 max_iter=CALIBRATION_ITERATIONS),
+                                    prior=denoiser).eval()
+                restored = layer(measurements)
                 scores[factor] = psnr(clean.numpy(), restored.clamp(0, 1).numpy())
-                converged[factor] = bool(stats.converged.all())
+                converged[factor] = bool(layer.last_stats.converged.all())
     finally:
         denoiser.train(was_training)
     candidates = [factor for factor in scores if converged[factor]] or list(scores)
@@ -128,10 +133,10 @@ def calibration_crops(n=4, size=64, seed=0):
     -------
     torch.Tensor of shape (n, 1, size, size), float32
     """
-    from ..data.photos import load_photo
+    from ..data.photos import CALIBRATION_PHOTOS, load_photo
 
     rng = np.random.default_rng(seed)
-    names = ("astronaut", "chelsea", "rocket", "brick", "clock", "page")
+    names = CALIBRATION_PHOTOS
     crops = []
     for index in range(n):
         photo = load_photo(names[index % len(names)])

@@ -15,7 +15,9 @@ from skorch import NeuralNetRegressor
 from skorch.callbacks import Callback, LRScheduler
 from torch import nn
 
+from .._runtime import SeedStream
 from ..equilibrium import ConvergenceWarning
+from ..networks.precision import MixedPrecision
 from . import distributed
 
 
@@ -46,6 +48,22 @@ class ReconstructionModule(nn.Module):
         self.layer = layer
         self.cache = cache
         self.last_solution = None
+
+    @property
+    def regularizer(self):
+        """The learned prior of the map (a regularizer ``R`` or a denoiser ``D``), without its
+        mixed-precision wrapper."""
+        prior = self.layer.map.prior
+        return prior.module if isinstance(prior, MixedPrecision) else prior
+
+    @property
+    def last_stats(self):
+        """:class:`~implicit_inverse.equilibrium.SolverStats` of the last solve (or None)."""
+        return self.layer.last_stats
+
+    def initial_point(self, measurement):
+        """The map's default starting points for ``measurement`` (N, C, H', W')."""
+        return self.layer.map.initial_point(measurement)
 
     def forward(self, measurement, x0=None):
         """Reconstructions of ``measurement`` shaped like ``A^T measurement``.
@@ -103,8 +121,8 @@ class TrainingMeasurements:
     augment : bool
         Random dihedral transforms (only flips and half turns for non-square images).
     seed : int
-        Base seed; each epoch draws from ``epoch_seed(seed, epoch)`` so that a run resumed from
-        a checkpoint sees the same noise and transforms as an uninterrupted one.
+        Base seed; each epoch draws from ``SeedStream(seed).epoch(epoch)`` so that a run resumed
+        from a checkpoint sees the same noise and transforms as an uninterrupted one.
     """
 
     def __init__(self, operator, noise_std, augment, seed):
@@ -132,7 +150,7 @@ class TrainingMeasurements:
         key = str(device)
         if key not in self._generators:
             generator = torch.Generator(device=device)
-            self._generators[key] = generator.manual_seed(epoch_seed(self.seed, self.epoch))
+            self._generators[key] = generator.manual_seed(SeedStream(self.seed).epoch(self.epoch))
         return self._generators[key]
 
     def __call__(self, clean):
@@ -244,11 +262,6 @@ def data_signature(images):
     return torch.stack([sums.sum(), (weights * sums).sum(), values.square().sum()])
 
 
-def epoch_seed(seed, epoch):
-    """Seed of the random streams of one epoch, a pure function of the run's seed and epoch."""
-    return (seed * 1_000_003 + epoch * 7_919) % (2 ** 63 - 1)
-
-
 _SAME_AS_MODULE_ = "<the module_ attribute>"
 
 
@@ -319,7 +332,7 @@ class EquilibriumNet(NeuralNetRegressor):
             self.training_measurements.start_epoch(epoch)
             shuffle = getattr(self, "iterator_train__generator", None)
             if shuffle is not None:
-                shuffle.manual_seed(epoch_seed(self.training_measurements.seed, epoch) + 1)
+                shuffle.manual_seed(SeedStream(self.training_measurements.seed).shuffle(epoch))
 
     def _probe_generator(self):
         if self.training_measurements is None:
@@ -342,11 +355,11 @@ class EquilibriumNet(NeuralNetRegressor):
         cache = getattr(self.module_, "cache", None)
         if cache is not None:
             with torch.no_grad():
-                default_start = layer.map.initial_point(measurement)
+                default_start = self.module_.initial_point(measurement)
                 x0 = cache.start(index, codes, default_start)
         prediction = self.module_(measurement, x0=x0)
         loss = self.get_loss(prediction, clean, X=measurement, training=True)
-        stats = layer.last_stats
+        stats = self.module_.last_stats
         record_solver_stats(self.history, stats, prefix="fp")
         backward_stats_before = layer.gradient.last_stats
         diverged = bool(stats.diverged.any())

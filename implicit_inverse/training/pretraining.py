@@ -13,6 +13,8 @@ import torch
 from skorch import NeuralNetRegressor
 from torch import nn
 
+from .._runtime import SeedStream
+
 
 class OneStepModule(nn.Module):
     """skorch's module for pretraining: measurements (N, C, H', W') -> ``T(x0; d)`` (N, C, H, W).
@@ -53,8 +55,7 @@ class PretrainingNet(NeuralNetRegressor):
         """Seed this epoch's noise and transforms from its index (reproducible runs)."""
         super().on_epoch_begin(net, dataset_train=dataset_train, dataset_valid=dataset_valid,
                                **kwargs)
-        # negative epochs: streams distinct from those of the equilibrium epochs 0, 1, ...
-        self.training_measurements.start_epoch(-len(self.history))
+        self.training_measurements.start_epoch(SeedStream.pretraining_epoch(len(self.history) - 1))
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
