@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from implicit_inverse import ImplicitDeblurRegressor
-from implicit_inverse.cli._common import parse_kernel
+from implicit_inverse.operators.specs import parse_kernel
 from implicit_inverse.data.photos import HELD_OUT_PHOTOS, load_photo
 from implicit_inverse.equilibrium import Anderson, ForwardIteration, GradientStep, ProximalStep
 from implicit_inverse.metrics import psnr
