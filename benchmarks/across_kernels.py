@@ -64,6 +64,7 @@ def main(argv=None):
     source.add_argument("--prior-file", default=None, help="prior file to start from")
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--out", default="across_kernels.pt", help="trained prior file")
+    parser.add_argument("--kernels", nargs="+", default=list(UNSEEN + SEEN), metavar="SPEC")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     start, card = (load_prior_file(args.prior_file) if args.prior_file
@@ -86,12 +87,12 @@ def main(argv=None):
     train_clean = training_crops(32, 64, 0)
     print("\n| kernel | best classical | denoiser prior | across kernels | gain |")
     print("|---|---|---|---|---|")
-    for spec in UNSEEN + SEEN:
+    for spec in args.kernels:
         operator = Blur(parse_kernel(spec))
         measured = make_measurements(clean, operator, NOISE, random_state=1)
         train_measured = make_measurements(torch.from_numpy(train_clean), operator, NOISE,
                                            random_state=2).numpy()
-        tuned, strongest = tune_strongest(operator, train_measured[:, 0], train_clean,
+        tuned, strongest = tune_strongest(operator, train_measured, train_clean,
                                           max_samples=32)
         classical = psnr(clean.numpy()[:, 0],
                          np.clip(tuned[strongest].estimator.predict(measured.numpy()[:, 0]),

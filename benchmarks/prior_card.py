@@ -13,7 +13,7 @@ For each noise level, Gaussian noise (seeded) is added to the held-out photos ``
 Prints a markdown table of PSNR (dB) and the prior's card. ``denoise_wavelet`` needs PyWavelets
 (the ``bench`` extra). Run::
 
-    python benchmarks/prior_card.py [--prior dncnn-gray] [--threads 1]
+    python benchmarks/prior_card.py [--prior dncnn-gray | --prior-file FILE] [--threads 1]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, denoise_
 
 from implicit_inverse.data.photos import HELD_OUT_PHOTOS, load_photo, training_crops
 from implicit_inverse.metrics import psnr
-from implicit_inverse.networks.priors import load_prior
+from implicit_inverse.networks.priors import load_prior, load_prior_file
 
 NOISE_LEVELS = (0.01, 0.03, 0.05, 0.1)
 TV_WEIGHTS = tuple(np.geomspace(0.002, 0.2, 13))
@@ -66,11 +66,14 @@ def denoise(method, image, sigma, tv_weight, denoiser):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prior", default=None, help="shipped prior name (default: default)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--prior", default=None, help="shipped prior name (default: default)")
+    source.add_argument("--prior-file", default=None, help="a prior file instead")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    denoiser, card = load_prior(args.prior)
+    denoiser, card = (load_prior_file(args.prior_file) if args.prior_file
+                      else load_prior(args.prior))
     rows = {method: [] for method in METHODS}
     seconds = dict.fromkeys(METHODS, 0.0)
     for sigma in NOISE_LEVELS:
