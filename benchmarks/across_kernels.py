@@ -24,6 +24,7 @@ import time
 import numpy as np
 import torch
 from photo_quality import centre
+from prior_convergence import calibrated_settings
 
 from implicit_inverse.baselines.tuning import tune_strongest
 from implicit_inverse.data.photos import HELD_OUT_PHOTOS, load_photo, training_crops, \
@@ -34,8 +35,6 @@ from implicit_inverse.networks.priors import load_prior, load_prior_file, save_p
 from implicit_inverse.operators import Blur, make_measurements
 from implicit_inverse.operators.specs import parse_kernel
 from implicit_inverse.training.across_kernels import AcrossKernelsTrainer
-from implicit_inverse.training.calibration import calibrate_prior, calibration_crops
-from implicit_inverse.training.recipe import ModelSpec
 
 UNSEEN = ("gaussian:13,2.5", "disk:3", "motion:15,75")
 SEEN = ("gaussian:9,1.6", "disk:2", "motion:9,30")
@@ -44,11 +43,7 @@ NOISE = 0.01
 
 def calibrated_restore(operator, denoiser, measured):
     """Restorations of ``measured`` (n, 1, H, W) with ``from_pretrained``'s calibration."""
-    crops = calibration_crops()
-    spec = ModelSpec(operator, regularizer="pretrained", channels=1, lam=None)
-    lam, sigma, _ = calibrate_prior(spec, denoiser,
-                                    make_measurements(crops, operator, NOISE, random_state=0),
-                                    crops, NOISE)
+    lam, sigma = calibrated_settings(operator, denoiser, NOISE)
     step = ProximalStep(operator, denoiser, lam=lam, sigma=sigma, learn_sigma=False)
     with torch.no_grad():
         x, stats = Anderson().solve(lambda x, index: step(x, measured[index]),

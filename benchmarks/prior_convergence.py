@@ -1,9 +1,10 @@
 """Convergence of the zero-shot prior: which fixed-point iteration reaches ``tol``, at what cost.
 
-For each kernel (noise std ``--noise``, circular blur), the shipped prior is calibrated as
-``ImplicitDeblurRegressor.from_pretrained`` does it (``lam`` and ``sigma`` from crops of its own
-training photos) and the held-out photos camera and coffee (grayscale; 256x256 centre crops, or
-the whole photos with ``--whole``) are restored with the same ``lam`` and ``sigma`` by:
+For each kernel (noise std ``--noise``, circular blur), the prior (shipped, or
+``--prior-file``) is calibrated as ``ImplicitDeblurRegressor.from_pretrained`` does it (``lam``
+and ``sigma`` from crops of its own training photos) and the held-out photos camera and coffee
+(grayscale; 256x256 centre crops, or the whole photos with ``--whole``) are restored with the
+same ``lam`` and ``sigma`` by:
 
 - ``proximal, Anderson``: the estimator's map and solver (DE-Prox,
   ``x <- D_sigma((A^T A + lam I)^{-1} (lam x + A^T d))``, Anderson with ``mixing=1``);
@@ -27,14 +28,15 @@ import time
 import numpy as np
 import torch
 
-from implicit_inverse import ImplicitDeblurRegressor
 from implicit_inverse.operators.specs import parse_kernel
 from implicit_inverse.data.photos import HELD_OUT_PHOTOS, load_photo
 from implicit_inverse.equilibrium import Anderson, ForwardIteration, GradientStep, ProximalStep
 from implicit_inverse.metrics import psnr
 from implicit_inverse.networks.denoiser import DenoiserGradient
-from implicit_inverse.networks.priors import load_prior
+from implicit_inverse.networks.priors import load_prior, load_prior_file
 from implicit_inverse.operators import Blur, make_measurements
+from implicit_inverse.training.calibration import calibrate_prior, calibration_crops
+from implicit_inverse.training.recipe import ModelSpec
 
 KERNELS = ("gaussian:9,1.6", "disk:2", "motion:9,30")
 
@@ -49,6 +51,17 @@ def held_out_images(whole, size=256):
             photo = photo[top:top + size, left:left + size]
         images.append(torch.from_numpy(np.ascontiguousarray(photo))[None, None])
     return images
+
+
+def calibrated_settings(operator, denoiser, noise_std):
+    """``(lam, sigma)`` for ``denoiser`` as ``from_pretrained`` calibrates them: its 64x64
+    calibration crops measured through ``operator`` (noiselessly), scored for ``noise_std``."""
+    crops = calibration_crops()
+    spec = ModelSpec(operator, regularizer="pretrained", channels=1, lam=None)
+    with torch.no_grad():
+        measured = operator(crops)
+    lam, sigma, _ = calibrate_prior(spec, denoiser, measured, crops, noise_std)
+    return lam, sigma
 
 
 def relaxed(step, weight):
@@ -74,7 +87,10 @@ def variants(operator, denoiser, lam, sigma):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prior", default=None, help="shipped prior (default: the default)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--prior", default=None, help="shipped prior (default: the default)")
+    source.add_argument("--prior-file", default=None,
+                        help="a prior file instead of a shipped prior")
     parser.add_argument("--kernels", nargs="+", default=list(KERNELS), metavar="SPEC")
     parser.add_argument("--noise", type=float, default=0.01)
     parser.add_argument("--whole", action="store_true", help="whole photos, not 256x256 crops")
@@ -82,15 +98,13 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    denoiser, _ = load_prior(args.prior)
+    denoiser, _ = load_prior_file(args.prior_file) if args.prior_file else load_prior(args.prior)
     images = held_out_images(args.whole)
     print("| kernel | iteration | PSNR (dB) | iterations | converged | seconds |")
     print("|---|---|---|---|---|---|")
     for spec in args.kernels:
         operator = Blur(parse_kernel(spec))
-        calibrated = ImplicitDeblurRegressor.from_pretrained(operator, noise_std=args.noise,
-                                                             name=args.prior)
-        lam, sigma = calibrated.lam_, calibrated.prior_sigma_
+        lam, sigma = calibrated_settings(operator, denoiser, args.noise)
         measured = [make_measurements(image, operator, args.noise, random_state=index)
                     for index, image in enumerate(images)]
         for name, (step, start, solver) in variants(operator, denoiser, lam, sigma).items():
