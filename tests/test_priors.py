@@ -12,8 +12,8 @@ from implicit_inverse import ImplicitDeblurRegressor
 from implicit_inverse.cli import main
 from implicit_inverse.data.image_files import ImageInfo, write_image
 from implicit_inverse.equilibrium import Anderson, Exact, ImplicitLayer, ProximalStep
-from implicit_inverse.networks import DnCNN, TikhonovPlusNetwork
-from implicit_inverse.networks.denoiser import NoiseLevelDenoiser
+from implicit_inverse.networks import DnCNN, NoiseLevelUNet, TikhonovPlusNetwork
+from implicit_inverse.networks.denoiser import NoiseLevelDenoiser, NoiseLevelPrior
 from implicit_inverse.networks.priors import (PriorFileError, available_priors, load_prior,
                                               load_prior_file, save_prior_file)
 from implicit_inverse.networks.specs import build_regularizer, parse_regularizer
@@ -105,13 +105,15 @@ def test_missing_and_corrupt_prior_files_are_one_line_errors(tmp_path, tiny_deno
     assert "\n" not in str(error.value)
 
 
-def test_a_prior_ships_and_unknown_names_list_the_available_ones():
-    assert "dncnn-gray" in available_priors()
-    denoiser, card = load_prior()
-    assert isinstance(denoiser, NoiseLevelDenoiser)
-    assert {"data", "recipe", "optimizer_steps", "wall_seconds", "hardware"} <= set(card)
-    assert "camera" in card["data"] and "held out" in card["data"]
-    with pytest.raises(ValueError, match="available priors: dncnn-gray"):
+def test_priors_ship_with_cards_and_unknown_names_list_the_available_ones():
+    assert {"dncnn-gray", "unet-gray"} <= set(available_priors())
+    assert isinstance(load_prior("dncnn-gray")[0], NoiseLevelDenoiser)
+    assert isinstance(load_prior()[0], NoiseLevelUNet)
+    for name in available_priors():
+        _, card = load_prior(name)
+        assert {"data", "recipe", "optimizer_steps", "wall_seconds", "hardware"} <= set(card)
+        assert "camera" in card["data"] and "held out" in card["data"]
+    with pytest.raises(ValueError, match="available priors: dncnn-gray, unet-gray"):
         load_prior("no-such-prior")
 
 
@@ -266,7 +268,7 @@ def test_from_pretrained_predicts_any_size_at_once(zero_shot):
         clean = rng.random(shape, dtype=np.float32)
         X = zero_shot.operator_(torch.from_numpy(clean)[:, None]).numpy()[:, 0]
         assert zero_shot.predict(X).shape == shape
-    assert isinstance(zero_shot.regularizer_, NoiseLevelDenoiser)
+    assert isinstance(zero_shot.regularizer_, NoiseLevelPrior)
     assert zero_shot.n_iter_ == 0 and zero_shot.lam_ > 0 and zero_shot.prior_sigma_ > 0
 
 

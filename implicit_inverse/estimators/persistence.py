@@ -93,7 +93,8 @@ from ..data.files import atomic_write
 from ..equilibrium import GradientStep, ImplicitLayer, ProximalStep
 from ..equilibrium.gradients import STRATEGIES
 from ..equilibrium.solvers import SOLVERS
-from ..networks import DnCNN, MixedPrecision, NoiseLevelDenoiser, TikhonovPlusNetwork
+from ..networks import (DnCNN, MixedPrecision, NoiseLevelDenoiser, NoiseLevelUNet,
+                        TikhonovPlusNetwork)
 from ..operators import Blur, Downsample, Identity, Mask
 from ..operators.base import _Adjoint, _Composed, _Scaled, _Sum
 from ..training.losses import CRITERIA
@@ -891,6 +892,7 @@ def _modules():
             "network": module.network, "alpha": 1.0,
             "learn_alpha": module.raw_alpha.requires_grad, "scale": module.scale},
         NoiseLevelDenoiser: lambda module, key: module.architecture(),
+        NoiseLevelUNet: lambda module, key: module.architecture(),
         MixedPrecision: lambda module, key: {"module": module.module, "dtype": module.dtype,
                                              "inference": module.inference},
         ReconstructionModule: lambda module, key: {"layer": module.layer, "cache": module.cache},

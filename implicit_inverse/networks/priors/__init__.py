@@ -20,7 +20,7 @@ from ..unet import NoiseLevelUNet
 FORMAT = "implicit_inverse.prior"
 VERSION = 1
 PRIORS_DIR = Path(__file__).resolve().parent
-DEFAULT_PRIOR = "dncnn-gray"
+DEFAULT_PRIOR = "unet-gray"
 """Name of the prior used when none is named (``regularizer="pretrained"``)."""
 DENOISER_KINDS = {cls.KIND: cls for cls in (NoiseLevelDenoiser, NoiseLevelUNet)}
 """The denoiser classes a prior file can hold, by the ``kind`` stored in its architecture."""
