@@ -8,7 +8,8 @@ import torch
 from implicit_inverse.cli import main
 from implicit_inverse.data.synthetic import dead_leaves, dead_leaves_planes
 from implicit_inverse.networks import NoiseLevelDenoiser, NoiseLevelUNet
-from implicit_inverse.networks.priors import PriorFileError, load_prior_file, save_prior_file
+from implicit_inverse.networks.priors import (PriorFileError, load_prior, load_prior_file,
+                                              save_prior_file)
 from implicit_inverse.training.denoiser import (parse_architecture, pretrain_denoiser,
                                                 with_dead_leaves)
 
@@ -213,3 +214,42 @@ def test_red_fixed_point_of_a_shrinking_denoiser_is_the_tikhonov_solution():
                                     max_iter=200, tol=1e-9)
     assert bool(stats.converged.all())
     torch.testing.assert_close(x, operator.solve_normal(operator.adjoint(d), 0.1))
+
+
+# -- the prior trained across kernels -------------------------------------------------------------
+def test_deblurring_uses_the_prior_trained_across_kernels_by_default():
+    from implicit_inverse import ImplicitDeblurRegressor, ImplicitRegressor
+    from implicit_inverse.operators import Blur, disk_kernel
+
+    _, card = load_prior("unet-gray-kernels")
+    assert "JFB across random kernels" in card["across_kernels"]
+    model = ImplicitDeblurRegressor.from_pretrained(Blur(disk_kernel(2)), noise_std=0.01,
+                                                    lam=0.05)
+    assert model.regularizer == "pretrained:unet-gray-kernels"
+    assert ImplicitRegressor.default_prior is None
+    named = ImplicitDeblurRegressor.from_pretrained(Blur(disk_kernel(2)), noise_std=0.01,
+                                                    lam=0.05, name="dncnn-gray")
+    assert named.regularizer == "pretrained:dncnn-gray"
+
+
+def test_random_blurs_cover_the_three_families_within_the_size_limit():
+    from implicit_inverse.training.across_kernels import MAX_KERNEL, random_blur
+
+    rng = np.random.default_rng(0)
+    shapes = [random_blur(rng).kernel.shape for _ in range(30)]
+    assert all(max(shape) <= MAX_KERNEL for shape in shapes)
+    assert len(set(shapes)) > 5
+
+
+def test_one_across_kernels_step_moves_the_denoiser_and_records_the_solve(tiny_unet):
+    from implicit_inverse.training.across_kernels import AcrossKernelsTrainer
+
+    planes = [np.random.default_rng(0).random((40, 40), dtype=np.float32)]
+    before = [p.detach().clone() for p in tiny_unet.parameters()]
+    trainer = AcrossKernelsTrainer(tiny_unet, planes, crop=16, batch_size=2, max_iter=5)
+    entry = trainer.step()
+    assert trainer.steps_ == 1 and set(entry) == {"loss", "iterations", "converged", "seconds"}
+    assert np.isfinite(entry["loss"]) and 1 <= entry["iterations"] <= 5
+    assert any(not torch.equal(a, b) for a, b in zip(before, tiny_unet.parameters()))
+    with pytest.raises(ValueError, match="noise_range"):
+        AcrossKernelsTrainer(tiny_unet, planes, noise_range=(0.1, 0.0))

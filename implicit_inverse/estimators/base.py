@@ -89,6 +89,9 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
     """
 
     _parameter_constraints = PARAMETER_CONSTRAINTS
+    default_prior = None
+    """The shipped prior ``from_pretrained`` uses when given no name (None: the package's
+    default denoiser prior, :data:`~implicit_inverse.networks.priors.DEFAULT_PRIOR`)."""
 
     def __init__(self, operator=None, *, regularizer=DEFAULT_REGULARIZER, eta=1.0, noise_std="auto",
                  gradient="jfb", solver="anderson", max_iter=100, tol=1e-4, train_max_iter=30,
@@ -496,7 +499,9 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
             Noise std of the measurements to restore (pixel values in [0, 1]).
         name : str or None
             A prior of :func:`~implicit_inverse.networks.priors.available_priors`; None is the
-            default prior.
+            class's :attr:`default_prior` (for deblurring, ``"unet-gray-kernels"``: the
+            equilibrium model trained across blur kernels), or the package's default denoiser
+            prior when the class names none.
         channels : int, default 1
             Channels of the images to restore (3 for RGB: a grayscale prior restores each
             channel).
@@ -515,6 +520,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
                              f"measurements to estimate it from), got {noise_std!r}")
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+        name = cls.default_prior if name is None else name
         spec = "pretrained" if name is None else f"pretrained:{name}"
         estimator = cls(operator, regularizer=spec, noise_std=noise_std, **params)
         estimator._validate_params()
