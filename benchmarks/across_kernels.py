@@ -1,6 +1,7 @@
 """The equilibrium model trained across kernels with JFB, against the denoiser it started from.
 
-Starts from a denoising prior (``--prior NAME`` shipped, or ``--prior-file FILE``), trains it
+Starts from a denoising prior (``--prior NAME`` shipped, or ``--prior-file FILE``; a prior
+already trained this way continues, and its card records every run), trains it
 inside its plug-and-play fixed point on random blurs for ``--minutes`` of one thread
 (:class:`~implicit_inverse.training.across_kernels.AcrossKernelsTrainer`: a new Gaussian, disk
 or motion blur up to 15 px and a noise std in [0, 0.05] per batch of 64x64 crops of the
@@ -74,9 +75,11 @@ def main(argv=None):
               f"iterations {np.mean([h['iterations'] for h in recent]):.1f}, converged "
               f"{np.mean([h['converged'] for h in recent]):.0%}", flush=True)
     trained.eval()
+    run = (f"JFB across random kernels: {trainer.steps_} steps of batch 16, 64x64 crops, noise "
+           f"std uniform in [0, 0.05], Adam 1e-4, {args.minutes:g} min of one CPU thread")
+    earlier = card.get("across_kernels")
     save_prior_file(args.out, trained, dict(card, across_kernels=(
-        f"JFB across random kernels: {trainer.steps_} steps of batch 16, 64x64 crops, noise "
-        f"std uniform in [0, 0.05], Adam 1e-4, {args.minutes:g} min of one CPU thread")))
+        f"{earlier}; then {run}" if earlier else run)))
     clean = torch.from_numpy(np.stack([centre(np.asarray(load_photo(name)), 256)
                                        for name in HELD_OUT_PHOTOS])[:, None].copy())
     train_clean = training_crops(32, 64, 0)
