@@ -236,7 +236,8 @@ def plot_reconstructions(columns, titles, n_images=6, psnrs=None, *, reference=N
     scores = None if reference is None else _panel_scores(columns, reference, n_rows)
 
     panels = 2 if detail else 1
-    text = 0.35 * (reference is not None) + 0.2 * bool(marks) + 0.3 * (row_titles is not None)
+    heading = 0 if row_titles is None else max(str(t).count("\n") + 1 for t in row_titles)
+    text = 0.35 * (reference is not None) + 0.2 * bool(marks) + 0.2 * heading
     fig = plt.figure(
         figsize=(panel_inches * n_cols + 0.2, (panel_inches * panels + text) * n_rows + 0.45),
         layout="constrained",
@@ -245,7 +246,7 @@ def plot_reconstructions(columns, titles, n_images=6, psnrs=None, *, reference=N
     for i, block in enumerate(blocks):
         axes = block.subplots(panels, n_cols, squeeze=False)
         if row_titles is not None:
-            block.suptitle(row_titles[i], fontsize=10)
+            block.suptitle(row_titles[i], fontsize=10, fontweight="bold")
         for j, batch in enumerate(batches):
             label = next((name for name, cols in marks.items() if cols[i] == j), None)
             colour = None if label is None else MARK_COLOURS[list(marks).index(label)]
