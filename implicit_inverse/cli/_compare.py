@@ -148,8 +148,9 @@ def not_converged_note(rows):
     caps = sorted({(row["max_iter"], row["tol"]) for row in flagged})
     cap = ", ".join(f"max_iter={max_iter} before tol={tol:g}" for max_iter, tol in caps)
     return (f"{NOT_CONVERGED} not converged: some solves stopped at {cap}; their image is the "
-            "lowest-residual iterate, scored as shown, not the fixed point. To converge, raise "
-            "max_iter (est.set_params(max_iter=400)) or train longer.")
+            "lowest-residual iterate, scored as shown, not the fixed point: the map contracts "
+            "too slowly there. Train longer (demo: --finetune-seconds) or build the model with "
+            "a higher max_iter (from_pretrained(..., max_iter=400)).")
 
 
 def verdict(rows):
