@@ -15,6 +15,8 @@ from PIL import Image
 from implicit_inverse import ImplicitDeblurRegressor, ImplicitRegressor, __version__
 from implicit_inverse.baselines import tuning
 from implicit_inverse.cli import load_model, main
+from implicit_inverse.cli._compare import format_table, markdown_table, summary_line
+from implicit_inverse.cli._photo_demo import texture_window
 from implicit_inverse.data.image_files import ImageInfo, read_image, write_image
 
 TINY = ["--epochs", "1", "--threads", "1", "--max-iter", "5"]
@@ -119,8 +121,16 @@ def test_demo_end_to_end(tmp_path, capsys):
         assert row in stdout
     assert "PSNR (dB)" in stdout and "SSIM" in stdout and "time (s)" in stdout
     for name in ("photos.png", "reconstructions.png", "convergence.png", "results.json",
-                 "results.md", "model.pkl"):
+                 "results.md", "model.pt"):
         assert (out / name).stat().st_size > 0, name
+    assert not list(out.glob("*.pkl"))
+    # the closing summary: one line per blur (the faces' too) with the gain and convergence
+    summary = stdout[stdout.index("Summary"):].splitlines()[1:]
+    kernels = ("gaussian:9,1.6", "disk:2", "motion:9,30", "gaussian:9,1.5")
+    for kernel, line in zip(kernels, summary):
+        assert line.strip().startswith(f"{kernel}, ") and " dB over " in line, line
+        assert "of its solves converged" in line
+    assert all(line.strip() in (out / "results.md").read_text() for line in summary if line)
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left"
     results = json.loads((out / "results.json").read_text())
     assert results["epochs"] == 1 and results["n_train"] == 40 and results["n_test"] == 20
@@ -136,12 +146,12 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert all({"tv", "implicit", "fine-tuned"} <= keys for keys in photos.values())
 
     # one model format: what est.save writes, loadable by ImplicitRegressor.load
-    estimator = ImplicitRegressor.load(out / "model.pkl")
+    estimator = ImplicitRegressor.load(out / "model.pt")
     assert isinstance(estimator, ImplicitDeblurRegressor)
     assert estimator.predict(np.zeros((2, 16, 16), np.float32)).shape == (2, 16, 16)
-    model = load_model(out / "model.pkl")
+    model = load_model(out / "model.pt")
     assert model.metadata["kernel"] == "gaussian:9,1.5" and model.metadata["size"] == 16
-    assert (out / "model.pkl").stat().st_size < 1_000_000  # no warm-start cache inside
+    assert (out / "model.pt").stat().st_size < 1_000_000  # no warm-start cache inside
 
 
 def test_train_on_faces_then_evaluate(tmp_path, capsys):
@@ -438,6 +448,7 @@ def test_bad_kernel_files(command, array, fragment, photos, tmp_path, capsys):
     kernel = tmp_path / "kernel.npy"
     np.save(kernel, array)
     out = tmp_path / "out"
+    out = out if command == "blur" else out.with_suffix(".pt")
     argv = (["blur", photos / "gray0.png", "--out", out] if command == "blur" else
             ["train", "--data", "faces", "--model", out])
     code, _, err = run([*argv, "--kernel", kernel], capsys)
@@ -526,6 +537,59 @@ def test_bad_training_options(tmp_path, extra, fragment, capsys):
     assert code == 2
     assert_one_line_error(err, fragment)
     assert not model.exists()
+
+
+@pytest.mark.parametrize("name", ["model.pkl", "model", "model.PT"])
+def test_model_files_written_end_in_pt(name, photos, tmp_path, capsys):
+    code, _, err = run(["train", "--data", "faces", "--model", tmp_path / name], capsys)
+    assert code == 2
+    assert_one_line_error(err, name, "model.pt'")
+    code, _, err = run(["pretrain", photos, "--out", tmp_path / name, "--checkpoint",
+                        tmp_path / "ck"], capsys)
+    assert code == 2
+    assert_one_line_error(err, name, "model.pt'")
+    assert listing(tmp_path) == []
+
+
+def test_model_files_of_old_names_still_load(photos, tmp_path, capsys):
+    est = ImplicitDeblurRegressor(max_iter=5, max_epochs=1).fit(
+        np.zeros((4, 16, 16), np.float32), np.zeros((4, 16, 16), np.float32))
+    est.save(tmp_path / "model.pkl")  # what 'demo' named its (data only) model file before
+    code, _, err = run(["restore", photos / "gray0.png", "--model", tmp_path / "model.pkl",
+                        "--out", tmp_path / "out"], capsys)
+    assert code == 0, err
+    assert listing(tmp_path / "out") == ["gray0.png"]
+
+
+def test_tables_flag_non_converged_rows_and_say_what_to_do():
+    rows = [{"key": "tv", "method": "total variation (weight=0.002)", "psnr": 28.8, "ssim": 0.9,
+             "time_s": 1.0, "param": "weight", "value": 0.002},
+            {"key": "implicit", "method": "zero-shot prior", "psnr": 28.6, "ssim": 0.9,
+             "time_s": 1.0, "iterations": 31.0, "converged_share": 1.0, "max_iter": 100,
+             "tol": 1e-4},
+            {"key": "fine-tuned", "method": "fine-tuned prior (60 s)", "psnr": 29.4, "ssim": 0.9,
+             "time_s": 9.0, "iterations": 100.0, "converged_share": 0.5, "max_iter": 100,
+             "tol": 1e-4}]
+    for table in (format_table(rows), markdown_table(rows)):
+        assert table.count("(!)") == 2  # the flagged row and the note
+        assert "100% (!)" not in table and "50% (!)" in table
+        assert table.splitlines()[-1].startswith("(!) not converged: some solves stopped at "
+                                                 "max_iter=100 before tol=0.0001")
+    assert summary_line("disk:2", rows) == ("disk:2: fine-tuned prior 29.40 dB, +0.60 dB over "
+                                            "total variation (28.80 dB); 50% of its solves "
+                                            "converged (!)")
+    rows[2]["converged_share"] = 1.0
+    assert "(!)" not in format_table(rows) + summary_line("disk:2", rows)
+    rows[2]["psnr"] = 28.0
+    assert summary_line("k", rows).startswith("k: zero-shot prior 28.60 dB, -0.20 dB over")
+
+
+def test_the_photo_detail_is_the_most_textured_window():
+    image = np.full((64, 64), 0.5)
+    image[:, 50] = 1.0  # a strong edge, not texture
+    image[40:60, 8:28] += 0.1 * np.random.default_rng(0).standard_normal((20, 20))
+    top, left = texture_window(image, 16)
+    assert 40 <= top <= 44 and 8 <= left <= 12  # inside the textured square
 
 
 def test_missing_folder(tmp_path, capsys):

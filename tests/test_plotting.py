@@ -8,7 +8,9 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+from implicit_inverse.metrics import psnr, ssim
 from implicit_inverse.plotting import (
+    MARK_COLOURS,
     plot_convergence,
     plot_reconstructions,
     save_figure,
@@ -59,6 +61,43 @@ def test_plot_reconstructions_caps_rows_and_accepts_rgb():
 def test_plot_reconstructions_validation(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         plot_reconstructions(*args, **kwargs)
+
+
+def test_panels_carry_their_own_scores_details_and_marks():
+    truth = _batch((3, 16, 16))
+    estimate = np.clip(truth + 0.05 * _batch((3, 16, 16), seed=1), 0, 1)
+    fig = plot_reconstructions(
+        [estimate, truth], ["estimate", "truth"], reference=1, detail=(4, 2, 8),
+        marks={"best": [0, None, 0]}, row_titles=["a", "b", "c"],
+    )  # fmt: skip
+    assert len(fig.axes) == 12  # per row: two full panels, then their two details
+    full, zoom = fig.axes[4], fig.axes[6]  # the second row, estimate column
+    expected = f"{psnr(truth[1], estimate[1]):.2f} dB, SSIM {ssim(truth[1:2], estimate[1:2]):.3f}"
+    assert full.get_xlabel() == expected  # not marked in this row
+    assert fig.axes[0].get_xlabel() == f"{psnr(truth[0], estimate[0]):.2f} dB, SSIM " \
+        f"{ssim(truth[0:1], estimate[0:1]):.3f}\nbest"
+    assert fig.axes[0].xaxis.label.get_color() == MARK_COLOURS[0]
+    assert fig.axes[0].spines["top"].get_edgecolor() == matplotlib.colors.to_rgba(MARK_COLOURS[0])
+    assert fig.axes[1].get_xlabel() == ""  # the reference has no score
+    np.testing.assert_array_equal(zoom.images[0].get_array(), estimate[1, 4:12, 2:10])
+    assert len(full.patches) == 1  # the detail outlined
+    assert [f._suptitle.get_text() for f in fig.subfigs] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"reference": 2}, "reference"),
+    ({"detail": (10, 0, 8)}, "detail"),
+    ({"detail": (0, 0, 0)}, "detail"),
+    ({"marks": {"best": 2}}, "marks"),
+    ({"marks": {"best": [0]}}, "marks"),
+    ({"row_titles": ["a"]}, "row_titles"),
+])  # fmt: skip
+def test_scores_details_and_marks_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        plot_reconstructions([np.zeros((2, 16, 16))] * 2, ["a", "b"], **kwargs)
+    with pytest.raises(ValueError, match="one size"):
+        plot_reconstructions([np.zeros((2, 8, 8)), np.zeros((2, 16, 16))], ["a", "b"],
+                             detail=(0, 0, 4))
 
 
 def test_plot_convergence_panels_and_nan_padding():

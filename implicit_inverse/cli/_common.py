@@ -152,6 +152,26 @@ def blur_operator(spec, boundary, fit_size=None):
 
 
 # -- model files ---------------------------------------------------------------------------------
+MODEL_SUFFIX = ".pt"
+"""What the name of every model or prior file the commands write ends in (files of any name
+are read)."""
+
+
+def check_model_suffix(option, path):
+    """Refuse to write a model file whose name does not end in :data:`MODEL_SUFFIX`.
+
+    Raises
+    ------
+    CommandError
+        Naming the file and the name to use instead.
+    """
+    path = Path(path)
+    if path.suffix != MODEL_SUFFIX:
+        raise CommandError(f"{option}: model files are named *{MODEL_SUFFIX} (data read with "
+                           f"torch.load, never pickled), got {str(path)!r}; write "
+                           f"{str(path.with_suffix(MODEL_SUFFIX))!r}")
+
+
 def save_model(path, estimator, metadata):
     """Write ``estimator`` with ``metadata`` in the one model format (``est.save``'s)."""
     from ..estimators import persistence

@@ -12,7 +12,8 @@ from pathlib import Path
 from .. import __version__
 from ._common import (CommandError, add_device_option, add_threads_option, check_device,
                       image_size, nonnegative_int, positive_int, save_model)
-from ._compare import best_baseline, compare_methods, markdown_table, print_table
+from ._compare import (best_baseline, compare_methods, markdown_table, method_name,
+                       not_converged_note, print_table, summary_line)
 from ._photo_demo import N_TRAINING_CROPS, PHOTO_KERNELS, plot_photos, run_photos
 
 DEMO_BLUR = (9, 1.5)
@@ -41,7 +42,7 @@ def add_parser(commands):
                     f"{DEMO_BLUR[0]}x{DEMO_BLUR[0]}, sigma {DEMO_BLUR[1]}), evaluate on "
                     f"{N_TEST_FACES} held-out faces against the measurement, a direct inverse "
                     "and the tuned baselines. Writes photos.png, reconstructions.png, "
-                    "convergence.png, results.json, results.md and model.pkl (the format of "
+                    "convergence.png, results.json, results.md and model.pt (the format of "
                     "ImplicitRegressor.save) into the output folder.")
     demo.add_argument("--out", default="demo_output", metavar="DIR",
                       help="output folder, created if needed (default: demo_output)")
@@ -142,9 +143,10 @@ def run(args):
     best = best_baseline(rows)
     figure = plot_reconstructions(
         [X_test, outputs[best["key"]], outputs["implicit"], test],
-        ["measurement", best["method"].split(" (")[0], "implicit", "truth"],
+        ["measurement", method_name(best), "implicit", "truth"],
         n_images=min(N_FIGURE_IMAGES, len(test)),
-        psnrs=[by_key["measurement"]["psnr"], best["psnr"], by_key["implicit"]["psnr"], None])
+        psnrs=[by_key["measurement"]["psnr"], best["psnr"], by_key["implicit"]["psnr"], None],
+        reference=3, marks={"learned": 2, "best classical": 1})
     written.append(save_figure(figure, out / "reconstructions.png"))
     history = estimator.history
     figure = plot_convergence({"test faces": stats.history},
@@ -160,14 +162,33 @@ def run(args):
         "library_version": __version__,
     }
     written.append(write_text(out / "results.json", json.dumps(results, indent=2) + "\n"))
+    summary = closing_summary(photo_results, args.photo_crop, rows, len(test), size)
     photo_tables = "".join(f"Kernel {result['kernel']}: {args.photo_crop}x{args.photo_crop} "
                            f"crops of camera and coffee\n\n{markdown_table(result['rows'])}\n\n"
                            for result in photo_results)
     written.append(write_text(out / "results.md",
-                              f"{photo_tables}{title}\n\n{markdown_table(rows)}\n"))
+                              f"{photo_tables}{title}\n\n{markdown_table(rows)}\n\n"
+                              + "".join(f"- {line}\n" for line in summary)))
     metadata = {"command": "demo", "data": "faces", "kernel": DEMO_KERNEL,
                 "boundary": "circular", "noise": DEMO_NOISE, "size": size, "color": False,
                 "seed": args.seed, "gradient": "jfb", "epochs": len(history)}
-    written.append(save_model(out / "model.pkl", estimator, metadata))
+    written.append(save_model(out / "model.pt", estimator, metadata))
     print()
     print("Wrote " + ", ".join(str(path) for path in written))
+    print("\nSummary (PSNR gain of the best learned row over the strongest tuned classical one):")
+    for line in summary:
+        print(f"  {line}")
+
+
+def closing_summary(photo_results, crop, face_rows, n_faces, size):
+    """The demo's last lines: one per blur, then what a non-converged row means (if any).
+
+    Returns
+    -------
+    list of str
+    """
+    lines = [summary_line(f"{result['kernel']}, camera and coffee {crop}x{crop}",
+                          result["rows"]) for result in photo_results]
+    lines.append(summary_line(f"{DEMO_KERNEL}, {n_faces} faces {size}x{size}", face_rows))
+    notes = {not_converged_note(rows) for rows in [r["rows"] for r in photo_results] + [face_rows]}
+    return lines + sorted(note for note in notes if note)

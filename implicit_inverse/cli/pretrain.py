@@ -6,7 +6,8 @@ import platform
 from pathlib import Path
 
 from ._common import (CommandError, add_device_option, add_max_pixels_option,
-                      add_threads_option, check_device, nonnegative_int, positive_int, say)
+                      add_threads_option, check_device, check_model_suffix, nonnegative_int,
+                      positive_int, say)
 
 
 def add_parser(commands):
@@ -24,7 +25,7 @@ def add_parser(commands):
     pretrain.add_argument("photos", nargs="*", metavar="PHOTO",
                           help="PNG, JPEG or TIFF files or folders (colour photos are used as "
                                "luminance and as each channel); default: the bundled photos")
-    pretrain.add_argument("--out", required=True, metavar="FILE", help="prior file to write")
+    pretrain.add_argument("--out", required=True, metavar="FILE.pt", help="prior file to write")
     pretrain.add_argument("--checkpoint", required=True, metavar="DIR",
                           help="folder of the resumable training state")
     pretrain.add_argument("--net", default=None, metavar="SPEC",
@@ -100,6 +101,7 @@ def run(args):
     target = Path(args.out)
     if target.is_dir():
         raise CommandError(f"--out {str(target)!r} is a folder; give a file name")
+    check_model_suffix("--out", target)
     if target.exists() and not args.force:
         raise CommandError(f"{str(target)!r} already exists; pass --force to overwrite it")
     planes = training_planes_of(args.photos, args.max_pixels) if args.photos \

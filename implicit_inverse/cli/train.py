@@ -10,8 +10,8 @@ from pathlib import Path
 
 from ..equilibrium.gradients import STRATEGIES
 from ._common import (KERNEL_HELP, CommandError, add_device_option, add_max_pixels_option,
-                      add_threads_option, blur_operator, check_device, image_size,
-                      nonnegative_float, nonnegative_int, positive_int, save_model)
+                      add_threads_option, blur_operator, check_device, check_model_suffix,
+                      image_size, nonnegative_float, nonnegative_int, positive_int, save_model)
 from .demo import DEMO_KERNEL, DEMO_NOISE, N_TEST_FACES, N_TRAIN_PATCHES, subset
 
 DEFAULT_PATCH = 64
@@ -74,7 +74,7 @@ def add_parser(commands):
     train.add_argument("--color", action="store_true",
                        help="folder only: train on RGB (default: grayscale, ITU-R 601 luma)")
     add_max_pixels_option(train)
-    train.add_argument("--model", required=True, metavar="PATH", help="file to write")
+    train.add_argument("--model", required=True, metavar="PATH.pt", help="file to write")
     train.add_argument("--force", action="store_true", help="overwrite an existing model file")
     add_device_option(train)
     train.add_argument("--seed", type=nonnegative_int, default=0, metavar="S",
@@ -144,6 +144,7 @@ def run(args):
     model = Path(args.model)
     if model.is_dir():
         raise CommandError(f"--model: {str(model)!r} is a folder")
+    check_model_suffix("--model", model)
     if model.exists() and not args.force:
         raise CommandError(f"--model: {str(model)!r} already exists; pass --force to overwrite it")
     device = check_device(args.device)
