@@ -30,12 +30,12 @@ from prior_convergence import calibrated_settings
 from implicit_inverse.baselines.tuning import tune_strongest
 from implicit_inverse.data.photos import HELD_OUT_PHOTOS, load_photo, training_crops, \
     training_planes
-from implicit_inverse.equilibrium import Anderson, ProximalStep
 from implicit_inverse.metrics import psnr
 from implicit_inverse.networks.priors import load_prior, load_prior_file, save_prior_file
 from implicit_inverse.operators import Blur, make_measurements
 from implicit_inverse.operators.specs import parse_kernel
 from implicit_inverse.training.across_kernels import AcrossKernelsTrainer
+from implicit_inverse.training.recipe import ModelSpec, build_model
 
 UNSEEN = ("gaussian:13,2.5", "disk:3", "motion:15,75")
 SEEN = ("gaussian:9,1.6", "disk:2", "motion:9,30")
@@ -43,14 +43,14 @@ NOISE = 0.01
 
 
 def calibrated_restore(operator, denoiser, measured):
-    """Restorations of ``measured`` (n, 1, H, W) with ``from_pretrained``'s calibration."""
+    """Restorations of ``measured`` (n, 1, H, W) and their solver stats: ``from_pretrained``'s
+    calibration, then the model its recipe builds (Anderson, ``tol=1e-4``, 100 iterations)."""
     lam, sigma = calibrated_settings(operator, denoiser, NOISE)
-    step = ProximalStep(operator, denoiser, lam=lam, sigma=sigma, learn_sigma=False)
+    spec = ModelSpec(operator, regularizer="pretrained", channels=1, lam=lam, sigma=sigma)
+    layer = build_model(spec, prior=denoiser).eval()
     with torch.no_grad():
-        x, stats = Anderson().solve(lambda x, index: step(x, measured[index]),
-                                    step.initial_point(measured), max_iter=100, tol=1e-4,
-                                    warn=False)
-    return x.clamp(0, 1), stats, sigma
+        restored = layer(measured)
+    return restored.clamp(0, 1), layer.last_stats
 
 
 def main(argv=None):
@@ -97,7 +97,7 @@ def main(argv=None):
                                  0, 1))
         cells = []
         for denoiser in (start, trained):
-            restored, stats, sigma = calibrated_restore(operator, denoiser, measured)
+            restored, stats = calibrated_restore(operator, denoiser, measured)
             cells.append((psnr(clean.numpy(), restored.numpy()),
                           float(stats.converged.float().mean())))
         print(f"| {spec}{' (unseen)' if spec in UNSEEN else ''} | {classical:.2f} "

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..equilibrium import ImplicitLayer, ProximalStep
 from ..operators import Blur, disk_kernel, gaussian_kernel, make_measurements, motion_kernel
 from .calibration import SIGMA_FACTORS, prior_settings
 from .denoiser import NoisyCrops
+from .recipe import ModelSpec, build_model
 
 MAX_KERNEL = 15
 """Largest kernel side drawn (pixels)."""
@@ -106,10 +106,9 @@ class AcrossKernelsTrainer:
         lam, sigma = prior_settings(noise, float(self.rng.choice(self.factors)))
         clean = self._clean_batch()
         measured = make_measurements(clean, operator, noise, random_state=self.rng)
-        layer = ImplicitLayer(ProximalStep(operator, self.denoiser, lam=lam, sigma=sigma,
-                                           learn_sigma=False),
-                              "anderson", "jfb", warn=False, train_max_iter=self.max_iter,
-                              train_tol=self.tol)
+        spec = ModelSpec(operator, regularizer="pretrained", channels=1, lam=lam, sigma=sigma,
+                         learn_step=False, train_max_iter=self.max_iter, train_tol=self.tol)
+        layer = build_model(spec, prior=self.denoiser)
         self.denoiser.train()
         restored = layer(measured)
         loss = nn.functional.mse_loss(restored, clean)
