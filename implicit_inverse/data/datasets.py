@@ -26,6 +26,7 @@ from sklearn.feature_extraction.image import extract_patches_2d
 from sklearn.utils import check_random_state
 
 from .patches import PatchDataset
+from .photos import TRAINING_PHOTOS
 
 __all__ = [
     "PatchDataset",
@@ -39,12 +40,9 @@ __all__ = [
 N_FACES = 100
 """Number of face images in ``skimage.data.lfw_subset()`` (its first 100 images)."""
 
-NATURAL_IMAGES = (
-    "camera", "astronaut", "coffee", "chelsea", "rocket", "text", "brick", "grass",
-    "gravel", "moon", "page", "clock", "coins", "immunohistochemistry",
-    "hubble_deep_field", "retina",
-)  # fmt: skip
-"""Names of the ``skimage.data`` images used by :func:`load_natural_patches` (all offline)."""
+NATURAL_IMAGES = TRAINING_PHOTOS
+"""Names of the ``skimage.data`` images used by :func:`load_natural_patches` (all offline): the
+training photos only; the held-out ``camera`` and ``coffee`` are never among them."""
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 """File extensions (case-insensitive) read by :func:`load_image_folder`."""
@@ -112,7 +110,7 @@ def load_faces(size=32, n=None):
 def _natural_sources():
     """Grayscale ``skimage.data`` images in [0, 1], each as an (H, W) float32 array.
 
-    Cached: loading and converting the 16 images takes most of a second.
+    Cached: loading and converting the images takes most of a second.
     """
     images = []
     for name in NATURAL_IMAGES:
@@ -144,7 +142,7 @@ def load_natural_patches(n, size=32, random_state=None):
     """Cut square patches from scikit-image's bundled sample photographs.
 
     The sources are the grayscale versions of the images in :data:`NATURAL_IMAGES`
-    (camera, astronaut, coffee, ..., retina), each rescaled to [0, 1] by its own
+    (astronaut, chelsea, ..., retina; never the held-out camera and coffee), each rescaled to [0, 1] by its own
     minimum and maximum, then downscaled 1 to 4 times by block averaging. The
     ``n`` patches are spread evenly across the sources that are at least ``size``
     pixels on each side (extra patches go to randomly chosen sources), cut at
