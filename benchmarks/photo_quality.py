@@ -29,9 +29,9 @@ Columns: PSNR and SSIM (``implicit_inverse.metrics``; means over the two photos)
 on the whole photos; seconds to tune or train; seconds to restore the two whole photos; mean
 fixed-point iterations and share of converged solves over all test solves (crops and photos,
 ``predict_with_stats(X)``); the gain in PSNR over the best classical row (crops /
-photos). Under the tables: the targets (zero-shot >= best classical + 1.0 dB on every kernel,
+photos). Under the tables: the targets (zero-shot >= best classical + 1.5 dB on every kernel,
 fine-tuned within 10 CPU minutes >= best classical + 1.5 dB, >= 99 % of solves converged at the
-default ``tol``, the zero-shot ``predict`` of the 512x512 camera photo within 30 s with
+default ``tol``, the zero-shot ``predict`` of the 512x512 camera photo within 20 s with
 ``--threads`` torch threads), each met or missed with its figures.
 
 Outputs: the markdown tables and targets; ``photo_quality.json`` (every number) and
@@ -50,6 +50,8 @@ Usage::
     python benchmarks/photo_quality.py                       # ~40+ minutes on one core
     python benchmarks/photo_quality.py --kernels disk:2 --finetune-seconds 120 --out pq
     python benchmarks/photo_quality.py --from-json photo_quality_output/photo_quality.json
+    python benchmarks/photo_quality.py --kernels disk:2 --out pq-disk    # one kernel per core,
+    python benchmarks/photo_quality.py --from-json pq-*/photo_quality.json   # then merged
     python benchmarks/photo_quality.py --quick --out /tmp/pq --figure /tmp/pq/fig.png
 """
 
@@ -58,6 +60,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import zlib
 import os
 import sys
 import time
@@ -75,7 +78,8 @@ DETAIL = (60, 180, 192)  # top, left, size of the camera detail in the figure
 CLASSICAL = ("Tikhonov", "Wiener", "TV")
 IMPLICIT = ("zero-shot prior", "fine-tuned prior", "from scratch")
 FIGURE_COLUMNS = ("truth", "measurement", "best classical", "zero-shot prior", "fine-tuned prior")
-TARGETS = {"zero-shot prior": 1.0, "fine-tuned prior": 1.5}
+TARGETS = {"zero-shot prior": 1.5, "fine-tuned prior": 1.5}
+RESTORE_512_S = 20.0  # the zero-shot restore of camera (512x512), per kernel, at most
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -170,14 +174,20 @@ def evaluate(name, predict, crops, X_crops, photos, X_photos, implicit):
     return result, restored["camera"]
 
 
-def run_kernel(spec, args, index, train, crops, photos):
+def kernel_seed(spec):
+    """The noise seed offset of kernel ``spec``: fixed by the spec itself, so that a kernel run
+    alone (one process per core) draws the same measurements as in a run of all kernels."""
+    return 100 * (1 + zlib.crc32(spec.encode()) % 1000)
+
+
+def run_kernel(spec, args, train, crops, photos):
     from implicit_inverse import ImplicitDeblurRegressor
-    from implicit_inverse.cli._common import parse_kernel
     from implicit_inverse.metrics import psnr
     from implicit_inverse.operators import Blur, make_measurements
+    from implicit_inverse.operators.specs import parse_kernel
 
     operator = Blur(parse_kernel(spec))
-    seed = args.seed + 100 * (index + 1)
+    seed = args.seed + kernel_seed(spec)
     X_train = make_measurements(train, operator, args.noise, random_state=seed)
     X_crops = make_measurements(crops, operator, args.noise, random_state=seed + 1)
     X_photos = {name: make_measurements(photos[name][None], operator, args.noise,
@@ -315,12 +325,13 @@ def print_targets(results):
                if entry["timing_512"]]
     if timings:
         worst = max(t["seconds"] for _, t in timings)
-        print(f"- zero-shot restore of camera 512x512 <= 30 s with {timings[0][1]['threads']} "
-              f"torch thread(s): {'met' if worst <= 30 else 'missed'} ("
+        print(f"- zero-shot restore of camera 512x512 <= {RESTORE_512_S:g} s with "
+              f"{timings[0][1]['threads']} torch thread(s), every kernel: "
+              f"{'met' if worst <= RESTORE_512_S else 'missed'} ("
               + ", ".join(f"{spec} {t['seconds']:.1f} s" for spec, t in timings) + ")")
     else:
-        print("- zero-shot restore of camera 512x512 <= 30 s: not measured (--quick restores "
-              "64x64 crops in place of the whole photos)")
+        print(f"- zero-shot restore of camera 512x512 <= {RESTORE_512_S:g} s: not measured "
+              "(--quick restores 64x64 crops in place of the whole photos)")
 
 
 def draw(details, kernels, psnrs, path):
@@ -369,6 +380,28 @@ def report(results, details, figure_path):
         draw(details, list(results["kernels"]), figure_psnrs(results), figure_path)
 
 
+def merged_runs(paths):
+    """The results and figure pixels of the runs saved at ``paths``, merged kernel by kernel
+    (the first run's configuration is kept; ``details`` is None when any ``.npz`` is missing)."""
+    results, details = None, {}
+    for path in paths:
+        with open(path) as handle:
+            run = json.load(handle)
+        npz = os.path.join(os.path.dirname(os.path.abspath(path)),
+                           run.get("details", "photo_quality_details.npz"))
+        if details is not None and os.path.exists(npz):
+            details.update(np.load(npz))
+        else:
+            print(f"{npz} is missing: no figure")
+            details = None
+        if results is None:
+            results = run
+        else:
+            results["kernels"].update(run["kernels"])
+            results["config"]["kernels"] += run["config"]["kernels"]
+    return results, details
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kernels", nargs="+", default=list(KERNELS), metavar="SPEC",
@@ -393,18 +426,14 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: disk:2, 8 training crops of 32x32, 48x48 and 64x64 "
                              "test crops, 10 s budgets, max_iter 20")
-    parser.add_argument("--from-json", metavar="FILE",
-                        help="print the tables and redraw the figure from an earlier run's "
-                             "photo_quality.json (and the .npz beside it)")
+    parser.add_argument("--from-json", metavar="FILE", nargs="+",
+                        help="print the tables and redraw the figure from earlier runs' "
+                             "photo_quality.json (and the .npz beside each); several files "
+                             "(for example one run per kernel, on separate cores) are merged "
+                             "kernel by kernel")
     args = parser.parse_args(argv)
     if args.from_json:
-        with open(args.from_json) as handle:
-            results = json.load(handle)
-        npz = os.path.join(os.path.dirname(os.path.abspath(args.from_json)),
-                           results.get("details", "photo_quality_details.npz"))
-        details = dict(np.load(npz)) if os.path.exists(npz) else None
-        if details is None:
-            print(f"{npz} is missing: no figure")
+        results, details = merged_runs(args.from_json)
         report(results, details, args.figure)
         return 0
     if args.threads < 1:
@@ -434,9 +463,9 @@ def main(argv=None):
                "details": "photo_quality_details.npz", "kernels": {}}
     details = {}
     start = time.perf_counter()
-    for index, spec in enumerate(args.kernels):
+    for spec in args.kernels:
         print(f"\n{spec}:", flush=True)
-        entry, kernel_details = run_kernel(spec, args, index, train, crops, photos)
+        entry, kernel_details = run_kernel(spec, args, train, crops, photos)
         results["kernels"][spec] = entry
         details.update({f"{spec}|{column}": image for column, image in kernel_details.items()})
     results["wall_s"] = time.perf_counter() - start
