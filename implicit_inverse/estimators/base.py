@@ -29,8 +29,10 @@ from ..training.losses import CRITERIA
 from ..training.pretraining import pretrain
 from .._image_regressor import (ImageRegressorMixin, check_channels, validate_measurements,
                                 validate_training_pair)
-from ..training.engine import (EquilibriumNet, FixedPointCache, ReconstructionModule,
-                               SolverStatsLog, TrainingMeasurements)
+from ..training.engine import EquilibriumNet, ReconstructionModule
+from ..training.measurements import TrainingMeasurements
+from ..training.stats import SolverStatsLog
+from ..training.warm_start import FixedPointCache
 
 
 

@@ -100,8 +100,10 @@ from ..operators.base import _Adjoint, _Composed, _Scaled, _Sum
 from ..training.losses import CRITERIA
 from ..training.recipe import ModelSpec
 from ..training.streaming import SetEpoch
-from ..training.engine import (EquilibriumNet, FixedPointCache, ReconstructionModule,
-                               SolverStatsLog, TrainingMeasurements)
+from ..training.engine import EquilibriumNet, ReconstructionModule
+from ..training.measurements import TrainingMeasurements
+from ..training.stats import SolverStatsLog
+from ..training.warm_start import FixedPointCache
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFile", "ModelFileError", "atomic_write", "load",
            "read", "save", "use_available_device"]
