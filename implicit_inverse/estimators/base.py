@@ -10,28 +10,24 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import LRScheduler, ProgressBar
-from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from ..equilibrium import ConvergenceWarning, SolverStats, safe_step_size
 from ..equilibrium.solvers import warn_if_unconverged
 from ..networks.specs import DEFAULT_REGULARIZER
 from ..training.calibration import calibrate_prior, calibration_crops, sigma_for_lam
-from ..training.recipe import ModelSpec, build_model, build_prior
+from ..training.recipe import ModelSpec, build_prior
 from .._runtime import SeedStream, float32_default, resolve_device, torch_threads
 from .._validation import warn_if_out_of_range
 from ..operators.specs import resolve_operator
 from ..training import distributed, streaming
 from . import persistence
+from ._network import divergence_hint, make_net
 from ._parameters import PARAMETER_CONSTRAINTS, SHARED_PARAMETERS_DOC, check_scalar_params
 from ..baselines.tuning import tune_lam
 from ..training.losses import CRITERIA
 from ..training.pretraining import pretrain
 from .._image_regressor import (ImageRegressorMixin, check_channels, validate_measurements,
                                 validate_training_pair)
-from ..training.engine import EquilibriumNet, ReconstructionModule
-from ..training.measurements import TrainingMeasurements
-from ..training.stats import SolverStatsLog
 from ..training.warm_start import FixedPointCache
 
 
@@ -295,20 +291,17 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
             prior = build_prior(self.spec_)
             _check_regularizer(prior, clean[:1])
             self._warn_if_not_contractive(bound)
-        layer = build_model(self.spec_, device, prior=prior)
-        sampler = TrainingMeasurements(operator, noise_std=self.noise_std_, augment=self.augment,
-                                       seed=distributed.rank_seed(seed))
         cache = FixedPointCache.for_data(distributed.own(clean)) \
             if self.reuse_fixed_points and reuse_fixed_points else None
-        self.net_ = self._make_net(ReconstructionModule(layer, cache=cache), sampler, bound,
-                                   device)
-        self.net_.initialize()
+        self.net_ = make_net(self, device, prior=prior, cache=cache,
+                             hint=divergence_hint(self.eta, bound))
         self.pretraining_history_ = None
         if self.pretrain_epochs:
             # each process pretrains on its own shard; rank 0's weights are broadcast below
             own = distributed.own(measurements)
+            sampler = self.net_.training_measurements
             self.pretraining_history_ = pretrain(
-                layer.map, {"measurement": own, "index": torch.arange(len(own))},
+                self.net_.module_.layer.map, {"measurement": own, "index": torch.arange(len(own))},
                 distributed.own(clean), sampler=sampler, criterion=CRITERIA[self.loss],
                 optimizer=self.optimizer, lr=self.lr, epochs=self.pretrain_epochs,
                 batch_size=distributed.local_batch_size(self.batch_size), device=device,
@@ -324,30 +317,6 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
                          max_iter=self.max_iter, tol=self.tol,
                          train_max_iter=self.train_max_iter, train_tol=self.train_tol,
                          precision=self.precision, seed=seed)
-
-    def _make_net(self, module, sampler, bound, device):
-        """The skorch network that trains ``module`` (callbacks, optimizer, batch sampling)."""
-        callbacks = [("solver_stats", SolverStatsLog()), ("set_epoch", streaming.SetEpoch())]
-        if self.lr_schedule == "cosine":
-            callbacks.append(("lr_schedule", LRScheduler(CosineAnnealingLR,
-                                                         T_max=self.max_epochs)))
-        if self.verbose >= 2:
-            callbacks.append(("progress", ProgressBar()))
-        callbacks += [(f"user_{i}", callback) for i, callback in
-                      enumerate(copy.deepcopy(self.callbacks or []))]
-        return EquilibriumNet(
-            module, criterion=CRITERIA[self.loss], optimizer=self.optimizer,
-            lr=self.lr, max_epochs=self.max_epochs,
-            batch_size=distributed.local_batch_size(self.batch_size),
-            train_split=None, device=device, callbacks=callbacks, verbose=self.verbose,
-            iterator_train__shuffle=True,
-            iterator_train__generator=torch.Generator().manual_seed(sampler.seed),
-            training_measurements=sampler,
-            divergence_hint=f"eta={self.eta}: the linear part of the map contracts for eta in "
-                            f"(0, {bound:.3g}); reduce eta or max_epochs/lr if the learned "
-                            "regularizer grows.",
-            jacobian_penalty=self.jacobian_penalty,
-        )
 
     def _tuning_measurements(self, measurements, clean, operator):
         """Measurements of noise std ``noise_std_`` on which ``lam`` is tuned: the given ones
