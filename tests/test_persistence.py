@@ -18,7 +18,7 @@ from implicit_inverse.equilibrium import Anderson, Exact
 from implicit_inverse.estimators import persistence
 from implicit_inverse.training.warm_start import FixedPointCache
 from implicit_inverse.networks import DnCNN, TikhonovPlusNetwork
-from implicit_inverse.operators import Blur, LinearOperator, make_measurements
+from implicit_inverse.operators import LinearOperator, make_measurements
 
 N = 12
 

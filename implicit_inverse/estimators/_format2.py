@@ -1,5 +1,5 @@
-"""Reading model files of format 2 (implicit_inverse 0.2), which described every object by its
-constructor's arguments, the fitted network's layers included.
+"""Reading model files of format 2 (written before format 3 stored the recipe), which described
+every object by its constructor's arguments, the fitted network's layers included.
 
 Only what format 3 stores is taken from such a file: the parameters, the fitted attributes, the
 prior of the map, the module's weights, the optimizer state and the history; the network is then

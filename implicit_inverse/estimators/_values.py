@@ -56,6 +56,20 @@ def class_name(cls):
 
 
 @functools.cache
+def estimator_classes():
+    """The estimators a model file may hold, by class name."""
+    from .. import (DirectInverseRegressor, ImplicitDeblurRegressor,
+                    ImplicitInpaintingRegressor, ImplicitRegressor,
+                    ImplicitSuperResolutionRegressor, TikhonovRegressor, TotalVariationRegressor,
+                    WienerRegressor)
+
+    return {cls.__name__: cls for cls in (
+        ImplicitRegressor, ImplicitDeblurRegressor, ImplicitSuperResolutionRegressor,
+        ImplicitInpaintingRegressor, TikhonovRegressor, WienerRegressor, TotalVariationRegressor,
+        DirectInverseRegressor)}
+
+
+@functools.cache
 def objects():
     """The package's objects stored as their constructor's arguments, by class name."""
     return {cls.__name__: cls for cls in (Blur, Mask, Downsample, Identity, *SOLVERS.values(),

@@ -13,12 +13,10 @@ architecture (see :mod:`implicit_inverse.networks.architectures`), the shape of 
 the training history. The tensors hold the module's ``state_dict`` (``net.state.*``) and the
 arrays among the values. Loading rebuilds the module through
 :func:`~implicit_inverse.training.recipe.build_model` from ``spec_`` and loads the state into it:
-the file never depends on how the package's classes build their layers. A value is one of JSON's
-or a tagged dict (``{"$type": "tuple" | "dict" | "tensor" | "ndarray" | "class" | "object" |
-"network" | "spec" | "ref" | "copy" | "unsaved", ...}``); classes are looked up by name in a fixed
-allow-list (the package's operators, solvers, gradient strategies and networks, torch's
-optimizers), never imported by name. A file that names anything else, or is truncated or
-altered, is refused with :class:`ModelFileError`, naming the file.
+the file never depends on how the package's classes build their layers. Values that are not
+JSON are tagged dicts (:mod:`._values`) whose classes come from a fixed allow-list, looked up by
+name, never imported. A file that names anything else, or is truncated or altered, is refused
+with :class:`ModelFileError`, naming the file.
 
 Parameters of the user's own classes (a custom regularizer module, operator, solver, skorch
 callbacks, a ``RandomState``) are stored as their class name (and a module's weights), and
@@ -27,15 +25,15 @@ passed is copied and gets the saved weights). ``callbacks`` not passed again are
 warning (they hold code and file paths). Hooks or layers added to a fitted network by hand are
 not stored: the file holds what the recipe builds and its weights.
 
-Not saved: the warm starts of training (``reuse_fixed_points``: one image per training sample;
-the loaded network has an empty cache, and continued training makes a fresh one), the last
-batch's fixed points and solver statistics. Checkpoints (skorch ``Checkpoint``) keep them.
+Not saved: the warm starts of training (one image per training sample: the loaded network has an
+empty cache, continued training makes a fresh one; skorch ``Checkpoint`` files keep them), the
+last batch's fixed points and solver statistics.
 
-The file is written beside ``path`` and moved over it (:func:`~implicit_inverse.data.files.
-atomic_write`): a failed save never truncates or replaces an existing file. A model trained on
+A failed save never truncates or replaces an existing file (the file is written beside ``path``
+and then moved over it). A model trained on
 a GPU loads without CUDA: tensors are read to the CPU and a ``device`` naming CUDA becomes
-``"cpu"`` (with a warning). Files of format 2 (implicit_inverse 0.2) are still read
-(:mod:`._format2`); format 1 files are pickles, refused unless ``allow_pickle=True``
+``"cpu"`` (with a warning). Files of format 2 (before model files held the recipe) are still
+read (:mod:`._format2`); format 1 files are pickles, refused unless ``allow_pickle=True``
 (:mod:`._format1`).
 
 Examples
@@ -51,7 +49,6 @@ Examples
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import pickle
@@ -62,8 +59,8 @@ import torch
 
 from ..data.files import atomic_write
 from ._format1 import PICKLE_FORMAT_VERSION, is_pickled_model, pickled_format_message
-from ._values import (Decoder, Encoder, ModelFileError, NotData, check_supplied, first_line,
-                      unsaved_params)
+from ._values import (Decoder, Encoder, ModelFileError, NotData, check_supplied,
+                      estimator_classes, first_line, unsaved_params)
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFile", "ModelFileError", "atomic_write", "load",
            "read", "save", "use_available_device"]
@@ -348,18 +345,3 @@ def use_available_device(estimator):
                       "available here: it is loaded on the CPU and device is set to 'cpu'",
                       UserWarning, stacklevel=4)
         estimator.device = "cpu"
-
-
-@functools.cache
-def estimator_classes():
-    """The estimators a model file may hold, by class name."""
-    from .. import (DirectInverseRegressor, ImplicitDeblurRegressor,
-                    ImplicitInpaintingRegressor, ImplicitRegressor,
-                    ImplicitSuperResolutionRegressor, TikhonovRegressor, TotalVariationRegressor,
-                    WienerRegressor)
-
-    return {cls.__name__: cls for cls in (
-        ImplicitRegressor, ImplicitDeblurRegressor, ImplicitSuperResolutionRegressor,
-        ImplicitInpaintingRegressor, TikhonovRegressor, WienerRegressor, TotalVariationRegressor,
-        DirectInverseRegressor)}
-
