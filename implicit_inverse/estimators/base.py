@@ -254,9 +254,10 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
             # each process pretrains on its own shard; rank 0's weights are broadcast below
             own = distributed.own(measurements)
             sampler = self.net_.training_measurements
+            inputs = {"measurement": own, "index": torch.arange(len(own))}
             self.pretraining_history_ = pretrain(
-                self.net_.module_.layer.map, {"measurement": own, "index": torch.arange(len(own))},
-                distributed.own(clean), sampler=sampler, criterion=CRITERIA[self.loss],
+                self.net_.module_.fixed_point_map, inputs, distributed.own(clean),
+                sampler=sampler, criterion=CRITERIA[self.loss],
                 optimizer=self.optimizer, lr=self.lr, epochs=self.pretrain_epochs,
                 batch_size=distributed.local_batch_size(self.batch_size), device=device,
                 generator=torch.Generator().manual_seed(

@@ -62,9 +62,54 @@ class ReconstructionModule(nn.Module):
         """:class:`~implicit_inverse.equilibrium.SolverStats` of the last solve (or None)."""
         return self.layer.last_stats
 
+    @property
+    def fixed_point_map(self):
+        """The map ``T`` whose fixed points the module returns."""
+        return self.layer.map
+
+    @property
+    def solve_options(self):
+        """The caps and tolerances of the solves, a dict of plain values: ``max_iter``, ``tol``
+        (prediction) and ``train_max_iter``, ``train_tol`` (training; None: the others)."""
+        layer = self.layer
+        return {"max_iter": layer.max_iter, "tol": layer.tol,
+                "train_max_iter": layer.train_max_iter, "train_tol": layer.train_tol}
+
+    @property
+    def backward_stats(self):
+        """:class:`~implicit_inverse.equilibrium.SolverStats` of the gradient strategy's last
+        backward solve (None for strategies without one)."""
+        return self.layer.gradient.last_stats
+
     def initial_point(self, measurement):
         """The map's default starting points for ``measurement`` (N, C, H', W')."""
         return self.layer.map.initial_point(measurement)
+
+    def share_penalty_step(self, share):
+        """Ask the next training call to keep what :meth:`jacobian_penalty` can reuse (JFB's
+        differentiable step: one evaluation and one graph serve both)."""
+        return self.layer.gradient.share_penalty_step(share)
+
+    def jacobian_penalty(self, measurement, output, generator=None):
+        """The Jacobian penalty of the map at the fixed points of the last call.
+
+        Parameters
+        ----------
+        measurement : torch.Tensor of shape (N, C, H', W')
+            The measurements of the last call.
+        output : torch.Tensor of shape (N, C, H, W)
+            What the last call returned (its graph may be reused).
+        generator : torch.Generator or None
+            Stream of the Hutchinson probe.
+
+        Returns
+        -------
+        torch.Tensor
+            0-d, differentiable (:func:`~implicit_inverse.equilibrium.jacobian_penalty`).
+        """
+        return self.layer.gradient.jacobian_penalty(self.layer.map, self.last_solution,
+                                                    measurement, output=output,
+                                                    generator=generator)
 
     def forward(self, measurement, x0=None):
         """Reconstructions of ``measurement`` shaped like ``A^T measurement``.
@@ -94,7 +139,8 @@ class EquilibriumNet(NeuralNetRegressor):
         Appended to the error message (the step size and contraction estimate).
     jacobian_penalty : float, default 0.0
         Weight of :func:`~implicit_inverse.equilibrium.jacobian_penalty` at the fixed points,
-        added to the loss of every batch (its value is recorded as ``jac`` per epoch).
+        added to the loss of every training batch by :meth:`get_loss` (its value is recorded
+        as ``jac`` per epoch; ``train_loss`` is the sum).
 
     Notes
     -----
@@ -153,6 +199,30 @@ class EquilibriumNet(NeuralNetRegressor):
             return None
         return self.training_measurements.generator(self.device)
 
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """The criterion; in training, plus ``jacobian_penalty`` times the Jacobian penalty at
+        the fixed points of the last solve (recorded as ``jac``), unless that solve diverged.
+
+        Parameters
+        ----------
+        y_pred, y_true : torch.Tensor of shape (N, C, H, W)
+        X : torch.Tensor of shape (N, C, H', W') or None
+            The measurements ``y_pred`` was solved from (needed in training).
+        training : bool, default False
+
+        Returns
+        -------
+        torch.Tensor
+            0-d: the objective a training step minimises (``train_loss``).
+        """
+        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if not training or self.jacobian_penalty <= 0 \
+                or bool(self.module_.last_stats.diverged.any()):
+            return loss
+        penalty = self.module_.jacobian_penalty(X, y_pred, generator=self._probe_generator())
+        self.history.record_batch("jac", float(penalty.detach()))
+        return loss + self.jacobian_penalty * penalty
+
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
         inputs, clean = batch
@@ -162,9 +232,7 @@ class EquilibriumNet(NeuralNetRegressor):
         codes = torch.zeros_like(index)
         if self.training_measurements is not None:
             measurement, clean, codes = self.training_measurements(clean)
-        layer = self.module_.layer
-        # JFB's differentiable step also serves the Jacobian penalty: one evaluation, one graph
-        layer.gradient.share_penalty_step(self.jacobian_penalty > 0)
+        self.module_.share_penalty_step(self.jacobian_penalty > 0)
         x0 = None
         cache = getattr(self.module_, "cache", None)
         if cache is not None:
@@ -172,19 +240,11 @@ class EquilibriumNet(NeuralNetRegressor):
                 default_start = self.module_.initial_point(measurement)
                 x0 = cache.start(index, codes, default_start)
         prediction = self.module_(measurement, x0=x0)
-        loss = self.get_loss(prediction, clean, X=measurement, training=True)
         stats = self.module_.last_stats
         record_solver_stats(self.history, stats, prefix="fp")
-        backward_stats_before = layer.gradient.last_stats
-        diverged = bool(stats.diverged.any())
-        objective = loss
-        if self.jacobian_penalty > 0 and not diverged:
-            penalty = layer.gradient.jacobian_penalty(
-                layer.map, self.module_.last_solution, measurement, output=prediction,
-                generator=self._probe_generator())
-            self.history.record_batch("jac", float(penalty.detach()))
-            objective = loss + self.jacobian_penalty * penalty
-        skipped = diverged or not bool(torch.isfinite(objective))
+        backward_stats_before = self.module_.backward_stats
+        loss = self.get_loss(prediction, clean, X=measurement, training=True)
+        skipped = bool(stats.diverged.any()) or not bool(torch.isfinite(loss))
         skipped = distributed.any_process(skipped, self.device)  # skipped everywhere or nowhere
         self.history.record_batch("skipped", int(skipped))  # recorded even if training stops
         if cache is not None and not skipped:
@@ -199,9 +259,9 @@ class EquilibriumNet(NeuralNetRegressor):
             loss = distributed.average(loss)
             self._count_skipped()
             return {"loss": loss, "y_pred": prediction}
-        objective.backward()
+        loss.backward()
         loss = distributed.average_gradients(self.module_, loss)
-        backward_stats = layer.gradient.last_stats
+        backward_stats = self.module_.backward_stats
         if backward_stats is not None and backward_stats is not backward_stats_before:
             record_solver_stats(self.history, backward_stats, prefix="bw")
         if not _gradients_are_finite(self.module_):

@@ -44,9 +44,9 @@ class SolverStatsLog(Callback):
         if not len(net.history):
             return
         batches = net.history[-1, "batches"]
-        layer = net.module_.layer
-        cap, name = ((layer.max_iter, "max_iter") if layer.train_max_iter is None
-                     else (layer.train_max_iter, "train_max_iter"))
+        options = net.module_.solve_options
+        cap, name = ((options["max_iter"], "max_iter") if options["train_max_iter"] is None
+                     else (options["train_max_iter"], "train_max_iter"))
         capped = [batch["fp_iter_max"] >= cap for batch in batches if "fp_iter_max" in batch]
         if capped and np.mean(capped) > 0.5:
             warnings.warn(
