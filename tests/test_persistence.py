@@ -312,6 +312,8 @@ def _round_trip_cases(blur):
                         {}),
         "super-resolution": (ImplicitSuperResolutionRegressor(factor=2, regularizer="dncnn:2x4",
                                                               lr_schedule="constant", **small), {}),
+        "pretrained map": (ImplicitDeblurRegressor(blur, regularizer="dncnn:2x4", pretrain_epochs=1,
+                                                   **small), {}),
         "inpainting mask": (ImplicitInpaintingRegressor(mask=mask, regularizer="dncnn:2x4",
                                                         reuse_fixed_points=False, **small), {}),
         "custom regularizer": (ImplicitDeblurRegressor(blur, regularizer=Smoother(), **small),
@@ -340,7 +342,7 @@ def _measurements(estimator, faces):
 
 @pytest.mark.parametrize("case", ["tikhonov", "wiener", "total variation", "direct inverse",
                                   "custom operator", "deblur spec", "super-resolution",
-                                  "inpainting mask", "custom regularizer"])
+                                  "pretrained map", "inpainting mask", "custom regularizer"])
 def test_predictions_survive_a_round_trip(case, faces, blur, tmp_path):
     estimator, params = _round_trip_cases(blur)[case]
     X = _measurements(estimator, faces)
@@ -362,6 +364,10 @@ def test_predictions_survive_a_round_trip(case, faces, blur, tmp_path):
     if isinstance(loaded, ImplicitRegressor):
         assert loaded.lam_ == estimator.lam_ and loaded.n_iter_ == estimator.n_iter_
         assert loaded.history[:, "train_loss"] == estimator.history[:, "train_loss"]
+        assert type(loaded.history) is type(estimator.history)
+    if getattr(estimator, "pretraining_history_", None) is not None:
+        assert loaded.pretraining_history_[:, "train_loss"] == \
+            estimator.pretraining_history_[:, "train_loss"]
 
 
 def test_a_custom_regularizer_is_passed_again_and_gets_its_weights(faces, blur, tmp_path):
@@ -435,12 +441,33 @@ def test_a_failed_save_replaces_nothing(fitted, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == [path]  # and nothing is left beside it
 
 
-def test_a_format_2_file_still_loads_and_predicts_the_same_images():
+def test_a_model_file_is_a_header_and_the_state_dict(fitted, tmp_path):
+    fitted.save(tmp_path / "model.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert payload["format_version"] == persistence.FORMAT_VERSION == 3
+    header = json.loads(payload["header"])
+    assert header["attributes"]["spec_"]["$type"] == "spec"
+    assert header["net"]["prior"]["class"] == "TikhonovPlusNetwork"  # its architecture()
+    state = {name.removeprefix("net.state."): value for name, value in payload["tensors"].items()
+             if name.startswith("net.state.")}
+    trained = {name: value for name, value in fitted.net_.module_.state_dict().items()
+               if not name.startswith("cache.")}
+    assert state.keys() == trained.keys()
+    assert payload["optimizer"]["param_groups"] == fitted.net_.optimizer_.state_dict()[
+        "param_groups"]
+
+
+def test_a_format_2_file_still_loads_and_predicts_the_same_images(tmp_path):
     """A model saved by the code before model files became header + state (see
-    ``tests/data/make_format2_model.py``) loads and gives the images it gave then."""
+    ``tests/data/make_format2_model.py``) loads and gives the images it gave then; saved again,
+    it is a file of the current format."""
     data = Path(__file__).parent / "data"
     expected = np.load(data / "format2_model_expected.npz")
     loaded = ImplicitRegressor.load(data / "format2_model.pt")
     assert type(loaded) is ImplicitDeblurRegressor and loaded.n_iter_ == 2
     np.testing.assert_allclose(loaded.predict(expected["X"]), expected["images"], rtol=0,
                                atol=1e-6)
+    loaded.save(tmp_path / "model.pt")
+    again = ImplicitRegressor.load(tmp_path / "model.pt")
+    np.testing.assert_array_equal(again.predict(expected["X"]), loaded.predict(expected["X"]))
+    assert again.history[:, "train_loss"] == loaded.history[:, "train_loss"]

@@ -33,8 +33,8 @@ def _objects():
 
 
 class _Format2Decoder(Decoder):
-    """The values of format 2: format 3's tags, and ``module``, ``device``, ``dtype``,
-    ``history``, indexed ``copy`` and format 2's ``object``."""
+    """The values of format 2: format 3's tags, and ``module``, ``device``, ``dtype``, indexed
+    ``copy`` and format 2's ``object``."""
 
     def decode(self, value):
         kind = value.get("$type") if isinstance(value, dict) else None
@@ -56,8 +56,6 @@ class _Format2Decoder(Decoder):
             return torch.device(value["name"])
         if kind == "dtype":
             return DTYPES[value["name"]]
-        if kind == "history":
-            return list(self.decode(value["items"]))
         return super().decode(value)
 
     def state(self, value):

@@ -1,7 +1,8 @@
 """The values of a model file's header: JSON, tagged dicts for the rest, tensors kept apart.
 
 A value is a JSON scalar, a list, a str-keyed dict, or a dict tagged ``"$type"``: ``tuple``,
-``dict`` (other keys), ``tensor`` and ``ndarray`` (a key of the file's tensors), ``class`` (one of
+``dict`` (other keys), ``tensor`` and ``ndarray`` (a key of the file's tensors), ``history`` (a
+skorch ``History``), ``class`` (one of
 torch's optimizers), ``object`` (an operator, solver or gradient strategy of the package: its
 class name and constructor arguments), ``network`` (a network of
 :mod:`~implicit_inverse.networks.architectures` and its weights), ``spec`` (a
@@ -22,6 +23,7 @@ import warnings
 
 import numpy as np
 import torch
+from skorch.history import History
 from torch import nn
 
 from ..equilibrium.gradients import STRATEGIES
@@ -164,6 +166,8 @@ class Encoder:
                         for name, item in value.items()}
             return {"$type": "dict", "items": [[self.encode(name, key), self.encode(
                 item, f"{key}.{name}", refs)] for name, item in value.items()]}
+        if type(value) is History:
+            return {"$type": "history", "items": self.encode(list(value), key, refs)}
         if type(value) is ModelSpec:
             return {"$type": "spec", "fields": {
                 field.name: self.encode(getattr(value, field.name), f"{key}.{field.name}", refs)
@@ -266,6 +270,7 @@ class Decoder:
             "class": lambda: self.known(classes(), value["name"]),
             "object": lambda: self.known(objects(), value["class"])(**self.decode(value["args"])),
             "spec": lambda: ModelSpec(**self.decode(value["fields"])),
+            "history": lambda: History(self.decode(value["items"])),
             "network": lambda: self.weighted(self.network(value["description"]), value),
             "ref": lambda: self.values[value["name"]],
             "copy": lambda: copy.deepcopy(self.values[value["name"]]),

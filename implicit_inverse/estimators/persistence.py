@@ -58,9 +58,11 @@ from typing import NamedTuple
 import torch
 
 from ..data.files import atomic_write
+from ..networks.architectures import describe
 from ._format1 import PICKLE_FORMAT_VERSION, is_pickled_model, pickled_format_message
 from ._values import (Decoder, Encoder, ModelFileError, NotData, check_supplied,
                       estimator_classes, first_line, unsaved_params)
+from ._network import restore_net
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFile", "ModelFileError", "atomic_write", "load",
            "read", "save", "use_available_device"]
@@ -130,16 +132,17 @@ def save(estimator, path, *, metadata=None):
     encoder = Encoder(params)
     header = {"library_version": __version__, "class": name, "params": encoder.params(),
               "attributes": {}, "net": None, "metadata": metadata}
-    for attribute, value in vars(estimator).items():
-        if attribute not in params and attribute != "net_":
-            try:
+    optimizer, attribute = None, "net_.history"
+    try:
+        for attribute, value in vars(estimator).items():
+            if attribute not in params and attribute != "net_":
                 header["attributes"][attribute] = encoder.attribute(attribute, value)
-            except NotData as error:
-                raise TypeError(f"cannot save the {name}: {attribute} holds a {error.kind}, "
-                                "which a model file cannot store as data") from None
-    optimizer = None
-    if "net_" in vars(estimator):
-        header["net"], optimizer = _net_entry(estimator.net_, encoder)
+        if "net_" in vars(estimator):
+            attribute = "net_.history"
+            header["net"], optimizer = _net_entry(estimator.net_, encoder)
+    except NotData as error:
+        raise TypeError(f"cannot save the {name}: {attribute} holds a {error.kind}, which a "
+                        "model file cannot store as data") from None
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "header": json.dumps(header),
                "tensors": encoder.tensors, "optimizer": optimizer}
     atomic_write(path, lambda handle: torch.save(payload, handle))
@@ -148,8 +151,6 @@ def save(estimator, path, *, metadata=None):
 def _net_entry(net, encoder):
     """The header's ``net`` entry and the optimizer state of a fitted network (the module's
     state goes into ``encoder.tensors``)."""
-    from ..networks.architectures import describe
-
     module = net.module_
     for name, value in module.state_dict().items():
         if not name.startswith("cache."):
@@ -159,7 +160,8 @@ def _net_entry(net, encoder):
              "cache": None if cache is None else list(cache.points.shape[1:]),
              "frozen": [name for name, parameter in module.named_parameters()
                         if not parameter.requires_grad],
-             "hint": net.divergence_hint, "history": list(net.history_),
+             "hint": net.divergence_hint,
+             "history": encoder.encode(net.history_, "net.history"),
              "skipped": int(net.consecutive_skipped_)}
     return entry, net.optimizer_.state_dict()
 
@@ -275,13 +277,11 @@ def read(path, expected_class=None, *, params=None, allow_pickle=False):
 
 
 NET_FIELDS = {"prior": (dict, type(None)), "cache": (list, type(None)), "frozen": list,
-              "hint": str, "history": list, "skipped": int}
+              "hint": str, "history": dict, "skipped": int}
 
 
 def _restore_net(estimator, entry, tensors, optimizer, decoder):
     """The fitted network a format-3 ``net`` entry and its tensors describe."""
-    from ._network import restore_net
-
     if not isinstance(entry, dict) or not all(isinstance(entry.get(key), kind)
                                               for key, kind in NET_FIELDS.items()):
         raise ModelFileError(f"{decoder.name!r} is a damaged model file: its network entry "
@@ -293,6 +293,7 @@ def _restore_net(estimator, entry, tensors, optimizer, decoder):
     state = {key[len(prefix):]: value for key, value in tensors.items()
              if key.startswith(prefix)}
     return restore_net(estimator, {**entry, "prior": prior, "state": state,
+                                   "history": decoder.decode(entry["history"]),
                                    "optimizer": optimizer})
 
 
