@@ -59,7 +59,7 @@ print("per epoch of training, mean iterations:", np.round(model.history[:, "fp_i
 # The trained map ``T`` lives in the fitted skorch module. We solve the same fixed points with
 # both solvers and a tighter tolerance, starting from ``A^T d`` rather than the Tikhonov
 # solution so the curves are long enough to compare.
-fixed_point_map = model.net_.module_.layer.map
+fixed_point_map = model.net_.module_.fixed_point_map
 d = torch.as_tensor(X_test[:, None])  # (N, 1, H, W)
 start = blur.adjoint(d)
 histories = {}

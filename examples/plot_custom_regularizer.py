@@ -93,8 +93,8 @@ print("fixed-point iterations per epoch:", [round(v, 1) for v in model.history[:
 # %%
 # The trained copy
 # ----------------
-# The fitted map, with the trained regularizer, is ``model.net_.module_.layer.map``.
-trained = model.net_.module_.layer.map.regularizer
+# The trained regularizer is ``model.regularizer_`` (the fitted module's own copy).
+trained = model.regularizer_
 print(f"gain gamma: 0 -> {float(trained.gain.detach()):.3f}")
 kernel = (trained.kernel / trained.kernel.abs().sum()).detach()
 fig, ax = plt.subplots(figsize=(3, 3))

@@ -1,4 +1,5 @@
-"""The floor plan of ../shared/DESIGN.md: every module imports only from its floor or below."""
+"""The floor plan of ../shared/DESIGN.md: every module imports only from its floor or below,
+and none is longer than MAX_LINES."""
 
 import ast
 import pathlib
@@ -43,3 +44,13 @@ def test_no_module_imports_from_a_higher_floor():
             if FLOORS.get(target, 0) > FLOORS[own]:
                 upward.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
     assert not upward, upward
+
+
+MAX_LINES = 450
+"""Longest module of the package (one job per module)."""
+
+
+def test_no_module_is_longer_than_the_limit():
+    long = {str(path.relative_to(ROOT)): count for path in ROOT.rglob("*.py")
+            if (count := len(path.read_text().splitlines())) > MAX_LINES}
+    assert not long, long

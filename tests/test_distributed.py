@@ -317,5 +317,8 @@ def test_command_line_trains_under_torchrun(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert result.stdout.count("Saved the model") == 1
     estimator = ImplicitRegressor.load(model)
-    assert estimator.net_.batch_size == 4  # each process: half of the global batch of 8
+    # each process trained on half of the global batch of 8; the network loaded in one process
+    # is rebuilt from the recipe with the whole batch
+    assert estimator.history[-1, "batches", 0, "train_batch_size"] == 4
+    assert estimator.net_.batch_size == 8
     assert [path.name for path in tmp_path.iterdir()] == ["model.pt"]

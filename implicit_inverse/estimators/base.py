@@ -4,38 +4,32 @@ from __future__ import annotations
 
 import copy
 import warnings
-from numbers import Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import LRScheduler, ProgressBar
-from torch.optim.lr_scheduler import CosineAnnealingLR
 
-from ..equilibrium import ConvergenceWarning, SolverStats, safe_step_size
-from ..equilibrium.solvers import warn_if_unconverged
-from ..networks.specs import DEFAULT_REGULARIZER
-from ..training.calibration import calibrate_prior, calibration_crops, sigma_for_lam
-from ..training.recipe import ModelSpec, build_model, build_prior
-from .._runtime import SeedStream, float32_default, resolve_device, torch_threads
-from .._validation import warn_if_out_of_range
-from ..operators.specs import resolve_operator
-from ..training import distributed, streaming
-from . import persistence
-from ._parameters import PARAMETER_CONSTRAINTS, SHARED_PARAMETERS_DOC, check_scalar_params
-from ..baselines.tuning import tune_lam
-from ..training.losses import CRITERIA
-from ..training.pretraining import pretrain
 from .._image_regressor import (ImageRegressorMixin, check_channels, validate_measurements,
                                 validate_training_pair)
-from ..training.engine import (EquilibriumNet, FixedPointCache, ReconstructionModule,
-                               SolverStatsLog, TrainingMeasurements)
-
-
-
-CALIBRATION_PAIRS = 8
-"""Training pairs restored to calibrate a pretrained prior's ``lam`` and ``sigma``."""
+from .._runtime import SeedStream, float32_default, resolve_device, torch_threads
+from .._validation import warn_if_out_of_range
+from ..equilibrium import SolverStats
+from ..equilibrium.solvers import warn_if_unconverged
+from ..networks.specs import DEFAULT_REGULARIZER
+from ..operators.specs import resolve_operator
+from ..training import distributed, streaming
+from ..training.losses import CRITERIA
+from ..training.pretraining import pretrain
+from ..training.recipe import ModelSpec, build_prior
+from ..training.warm_start import FixedPointCache
+from . import persistence
+from ._network import divergence_hint, make_net
+from ._numbers import (check_regularizer, fit_numbers, noise_level, safe_step,
+                       warn_if_not_contractive)
+from ._parameters import PARAMETER_CONSTRAINTS, SHARED_PARAMETERS_DOC, check_scalar_params
+from ._pretrained import pretrained
+from ._streaming_fit import fit_dataset
 
 
 class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
@@ -195,7 +189,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
     def _fit(self, X, y, epochs):
         check_scalar_params(self)
         if streaming.is_dataset(X):
-            return self._fit_dataset(X, y, epochs)
+            return fit_dataset(self, X, y, epochs)
         device, continuing = self._fit_start(epochs)
         image_shape = self.image_shape_ if continuing else self.image_shape
         operator = self._fit_operator(continuing)
@@ -227,43 +221,6 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         copy of the one the parameters name."""
         return self.operator_ if continuing else copy.deepcopy(self._make_operator())
 
-    def _fit_dataset(self, dataset, y, epochs):
-        """``_fit`` for a torch Dataset of clean images (see :meth:`fit` and ``streaming``)."""
-        if y is not None:
-            raise ValueError("y must be None when X is a torch Dataset: its items are the clean "
-                             "images, measured through the operator during training")
-        device, continuing = self._fit_start(epochs)
-        if distributed.world()[1] > 1:
-            raise ValueError("fit on a torch Dataset is not supported under torch.distributed; "
-                             "pass arrays X, y (each process trains on its shard)")
-        if not continuing and isinstance(self.noise_std, str):
-            raise ValueError("noise_std must be a float when X is a torch Dataset, got "
-                             f"{self.noise_std!r}: there are no measurements to estimate the "
-                             "noise from")
-        operator = self._fit_operator(continuing)
-        needs_sample = not continuing and (self.lam == "auto" or self.pretrain_epochs)
-        clean = streaming.first_items(dataset, streaming.LAM_SAMPLES if needs_sample else 2)
-        try:
-            operator.output_shape(tuple(clean.shape))
-        except ValueError as error:
-            raise ValueError(f"dataset images of shape {tuple(clean.shape[1:])} cannot be "
-                             f"measured by the operator: {error}") from None
-        warn_if_out_of_range(clean, "X")
-        with float32_default(), torch_threads(self.n_threads):
-            with torch.no_grad():
-                measurements = operator(clean)
-            if continuing:
-                check_channels(measurements, self.n_channels_)
-                # warm starts are indexed by sample: a streamed dataset has none to match
-                self.net_.module_.cache = None
-            else:
-                self._initialise(measurements, clean, operator, device,
-                                 reuse_fixed_points=False)
-            self.net_.partial_fit(streaming.MeasuredDataset(dataset, operator), None,
-                                  epochs=self.max_epochs if epochs is None else epochs)
-        self.n_iter_ = len(self.net_.history)
-        return self
-
     def _initialise(self, measurements, clean, operator, device, reuse_fixed_points=True):
         """Fit the numbers of the model (``noise_std_``, ``lam_``, ``prior_sigma_``), resolve
         them into ``spec_`` and build the network around ``build_model(spec_)``."""
@@ -273,41 +230,34 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         self.image_shape_ = tuple(measurements.shape[1:])
         self.n_channels_ = measurements.shape[1]
         self.n_features_in_ = int(np.prod(self.image_shape_))
-        self.noise_std_ = float((measurements - operator(clean)).pow(2).mean().sqrt()) \
-            if self.noise_std == "auto" else float(self.noise_std)
+        self.noise_std_ = noise_level(self, measurements, clean, operator)
         recipe = self._recipe(operator, SeedStream.of(self.random_state).seed)
-        tuning = self._tuning_measurements(measurements, clean, operator)
-        prior = None
-        if recipe.denoiser_prior:
-            prior = build_prior(recipe)
-            self.lam_, self.prior_sigma_ = self._calibrate_prior(recipe, prior, tuning, clean)
-        else:
-            self.lam_ = tune_lam(operator, tuning, clean) if self.lam == "auto" \
-                else float(self.lam)
-            self.prior_sigma_ = None
+        numbers = fit_numbers(self, recipe, measurements, clean, operator)
+        if numbers.scores is not None:
+            self.prior_scores_ = numbers.scores
         seed, self.lam_, self.noise_std_ = distributed.agree(
-            (recipe.seed, self.lam_, self.noise_std_), device)
+            (recipe.seed, numbers.lam, self.noise_std_), device)
+        self.prior_sigma_ = numbers.sigma
         self.spec_ = recipe.replace(lam=self.lam_, sigma=self.prior_sigma_, seed=seed)
-        bound = self._safe_step(operator, clean.shape)
+        bound = safe_step(self, operator, clean.shape)
+        prior = numbers.prior
         if prior is None:
             prior = build_prior(self.spec_)
-            _check_regularizer(prior, clean[:1])
-            self._warn_if_not_contractive(bound)
-        layer = build_model(self.spec_, device, prior=prior)
-        sampler = TrainingMeasurements(operator, noise_std=self.noise_std_, augment=self.augment,
-                                       seed=distributed.rank_seed(seed))
+            check_regularizer(prior, clean[:1])
+            warn_if_not_contractive(self, bound)
         cache = FixedPointCache.for_data(distributed.own(clean)) \
             if self.reuse_fixed_points and reuse_fixed_points else None
-        self.net_ = self._make_net(ReconstructionModule(layer, cache=cache), sampler, bound,
-                                   device)
-        self.net_.initialize()
+        self.net_ = make_net(self, device, prior=prior, cache=cache,
+                             hint=divergence_hint(self.eta, bound))
         self.pretraining_history_ = None
         if self.pretrain_epochs:
             # each process pretrains on its own shard; rank 0's weights are broadcast below
             own = distributed.own(measurements)
+            sampler = self.net_.training_measurements
+            inputs = {"measurement": own, "index": torch.arange(len(own))}
             self.pretraining_history_ = pretrain(
-                layer.map, {"measurement": own, "index": torch.arange(len(own))},
-                distributed.own(clean), sampler=sampler, criterion=CRITERIA[self.loss],
+                self.net_.module_.fixed_point_map, inputs, distributed.own(clean),
+                sampler=sampler, criterion=CRITERIA[self.loss],
                 optimizer=self.optimizer, lr=self.lr, epochs=self.pretrain_epochs,
                 batch_size=distributed.local_batch_size(self.batch_size), device=device,
                 generator=torch.Generator().manual_seed(
@@ -323,71 +273,12 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
                          train_max_iter=self.train_max_iter, train_tol=self.train_tol,
                          precision=self.precision, seed=seed)
 
-    def _make_net(self, module, sampler, bound, device):
-        """The skorch network that trains ``module`` (callbacks, optimizer, batch sampling)."""
-        callbacks = [("solver_stats", SolverStatsLog()), ("set_epoch", streaming.SetEpoch())]
-        if self.lr_schedule == "cosine":
-            callbacks.append(("lr_schedule", LRScheduler(CosineAnnealingLR,
-                                                         T_max=self.max_epochs)))
-        if self.verbose >= 2:
-            callbacks.append(("progress", ProgressBar()))
-        callbacks += [(f"user_{i}", callback) for i, callback in
-                      enumerate(copy.deepcopy(self.callbacks or []))]
-        return EquilibriumNet(
-            module, criterion=CRITERIA[self.loss], optimizer=self.optimizer,
-            lr=self.lr, max_epochs=self.max_epochs,
-            batch_size=distributed.local_batch_size(self.batch_size),
-            train_split=None, device=device, callbacks=callbacks, verbose=self.verbose,
-            iterator_train__shuffle=True,
-            iterator_train__generator=torch.Generator().manual_seed(sampler.seed),
-            training_measurements=sampler,
-            divergence_hint=f"eta={self.eta}: the linear part of the map contracts for eta in "
-                            f"(0, {bound:.3g}); reduce eta or max_epochs/lr if the learned "
-                            "regularizer grows.",
-            jacobian_penalty=self.jacobian_penalty,
-        )
-
-    def _tuning_measurements(self, measurements, clean, operator):
-        """Measurements of noise std ``noise_std_`` on which ``lam`` is tuned: the given ones
-        for ``noise_std="auto"``, else ``A y`` plus seeded noise of that std."""
-        if self.noise_std == "auto":
-            return measurements
-        generator = torch.Generator().manual_seed(SeedStream.tuning(self.random_state))
-        noiseless = operator(clean)
-        return noiseless + self.noise_std_ * torch.randn(noiseless.shape, generator=generator,
-                                                         dtype=noiseless.dtype)
-
-    def _calibrate_prior(self, recipe, denoiser, measurements, clean):
-        """``(lam, sigma)`` of the plug-and-play map ``recipe`` describes: calibrated on the
-        first :data:`CALIBRATION_PAIRS` pairs for ``lam="auto"``, else ``sigma`` from ``lam``."""
-        if self.lam != "auto":
-            return float(self.lam), sigma_for_lam(self.noise_std_, float(self.lam))
-        lam, sigma, self.prior_scores_ = calibrate_prior(
-            recipe, denoiser, measurements[:CALIBRATION_PAIRS], clean[:CALIBRATION_PAIRS],
-            self.noise_std_)
-        return lam, sigma
-
     @property
     def regularizer_(self):
         """The trained regularizer module (DE-GRAD) or denoiser (plug-and-play) that ``predict``
         uses, without any mixed-precision wrapper."""
         check_is_fitted(self, "net_")
         return self.net_.module_.regularizer
-
-    def _safe_step(self, operator, shape):
-        """The step sizes for which the linear part of the map contracts: (0, bound).
-
-        One power iteration per ``fit`` (the warning and the divergence hint share it)."""
-        return safe_step_size(operator, (1, *shape[1:]), alpha=self.lam_,
-                              precondition_lam=self.lam_ if self.precondition else None)
-
-    def _warn_if_not_contractive(self, bound):
-        if self.eta >= bound:
-            warnings.warn(
-                f"eta={self.eta} is outside the safe range (0, {bound:.3g}) for this operator "
-                f"(||A|| estimated by power iteration, alpha=lam={self.lam_:.3g}, "
-                f"precondition={self.precondition}): the fixed-point map cannot contract and the "
-                "solves will diverge or hit max_iter", ConvergenceWarning, stacklevel=4)
 
     # -- predict ------------------------------------------------------------------------------
     def predict(self, X, return_stats=False):
@@ -514,32 +405,8 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
             Fitted: images of any size with ``channels`` channels, shaped (n, H, W) or
             (n, C, H, W), can be restored.
         """
-        if isinstance(noise_std, str) or isinstance(noise_std, bool) \
-                or not isinstance(noise_std, Real):
-            raise ValueError(f"noise_std must be a float >= 0 for from_pretrained (there are no "
-                             f"measurements to estimate it from), got {noise_std!r}")
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
-        name = cls.default_prior if name is None else name
-        spec = "pretrained" if name is None else f"pretrained:{name}"
-        estimator = cls(operator, regularizer=spec, noise_std=noise_std, **params)
-        estimator._validate_params()
-        check_scalar_params(estimator)
-        device = resolve_device(estimator.device)
-        operator = estimator._fit_operator(continuing=False)
-        clean = calibration_crops().repeat(1, channels, 1, 1)
-        try:
-            operator.output_shape(tuple(clean.shape))
-        except ValueError as error:
-            raise ValueError(f"from_pretrained calibrates on 64x64 images, which this operator "
-                             f"cannot measure ({error}); pass lam=... or fit the estimator on "
-                             "your own images instead") from None
-        with float32_default(), torch_threads(estimator.n_threads):
-            with torch.no_grad():
-                measurements = operator(clean)
-            estimator._initialise(measurements, clean, operator, device, reuse_fixed_points=False)
-        estimator.n_iter_ = 0
-        return estimator
+        return pretrained(cls, operator, noise_std=noise_std, name=name, channels=channels,
+                          params=params)
 
     @classmethod
     def load(cls, path, *, params=None, allow_pickle=False):
@@ -578,16 +445,3 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         if (cache is None and self.reuse_fixed_points and self.n_iter_ == 0) or \
                 (cache is not None and not cache.matches(clean)):
             module.cache = FixedPointCache.for_data(clean).to(self.net_.device)
-
-
-def _check_regularizer(regularizer, sample):
-    try:
-        with torch.no_grad():
-            output = regularizer(sample)
-    except Exception as error:  # noqa: BLE001 - report any failure of the user's module
-        raise ValueError(f"regularizer failed on an image of shape {tuple(sample.shape)}: "
-                         f"{type(error).__name__}: {error}") from None
-    if not isinstance(output, torch.Tensor) or output.shape != sample.shape:
-        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-        raise ValueError(f"regularizer must return images shaped like its input "
-                         f"{tuple(sample.shape)}, got {shape}")

@@ -62,6 +62,9 @@ class DnCNN(nn.Module):
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         self.channels = channels
+        self._architecture = {"depth": depth, "width": width, "channels": channels,
+                              "kernel_size": kernel_size, "spectral_norm": bool(spectral_norm),
+                              "zero_output": bool(zero_output), "extra_inputs": extra_inputs}
         sizes = [channels + extra_inputs] + [width] * (depth - 1) + [channels]
         layers = []
         for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -78,6 +81,15 @@ class DnCNN(nn.Module):
             if index < depth - 1:
                 layers.append(nn.ReLU())
         self.body = nn.Sequential(*layers)
+
+    def architecture(self):
+        """The constructor's arguments, plain values (stored beside the weights).
+
+        Returns
+        -------
+        dict
+        """
+        return dict(self._architecture)
 
     def forward(self, x):
         """Residual image R(x), shaped (N, channels, H, W)."""
@@ -142,6 +154,18 @@ class TikhonovPlusNetwork(nn.Module):
         # softplus^{-1}(alpha), stable for small alpha
         raw = torch.tensor(float(alpha)).expm1().log() if alpha < 20 else torch.tensor(float(alpha))
         self.raw_alpha = nn.Parameter(raw.reshape(()), requires_grad=learn_alpha)
+
+    def architecture(self):
+        """The constructor's arguments (``alpha`` is a weight: the state dict holds it).
+
+        Returns
+        -------
+        dict
+            ``network`` (the module itself), ``alpha`` (1.0, replaced by the weights loaded),
+            ``learn_alpha`` and ``scale``.
+        """
+        return {"network": self.network, "alpha": 1.0,
+                "learn_alpha": self.raw_alpha.requires_grad, "scale": self.scale}
 
     @property
     def alpha(self):

@@ -2,8 +2,9 @@
 
 - :mod:`.recipe`: ``ModelSpec`` and ``build_model``, the one recipe of the implicit model (fit,
   ``from_pretrained``, calibration);
-- :mod:`.engine`: the skorch net of the implicit model (fresh measurements per batch, warm-start
-  cache, Jacobian penalty, divergence handling, solver statistics per epoch);
+- :mod:`.engine`: the skorch net of the implicit model (divergence handling), fed by
+  :mod:`.measurements` (fresh measurements per batch), :mod:`.warm_start` (the warm-start
+  cache) and :mod:`.stats` (solver statistics per batch and epoch);
 - :mod:`.losses`, :mod:`.pretraining` (feed-forward pretraining of the map),
   :mod:`.streaming` (torch Datasets of clean images), :mod:`.distributed` (torchrun);
 - :mod:`.denoiser`: training denoising priors; :mod:`.calibration`: a prior's ``lam`` and

@@ -23,8 +23,8 @@ those variables when the script has not: ``gloo`` on the CPU, ``nccl`` on CUDA) 
 Why not ``DistributedDataParallel`` or skorch's ``AccelerateMixin`` (which prepares the module
 with DDP): DDP reduces gradients in hooks that fire during ``backward``, so a batch that one
 process skips (its solve diverged) and the others do not would leave them waiting forever,
-and the training step reaches through the module (``module_.layer``, ``module_.cache``,
-the map called directly by the Jacobian penalty) which a DDP wrapper hides. The models are
+and the training step asks the module for more than its forward (its warm-start ``cache``,
+``last_stats``, the Jacobian penalty at its fixed points), which a DDP wrapper hides. The models are
 small (a DnCNN of ~20k parameters) and their time goes into the fixed-point solves, so DDP's
 overlap of communication with backward buys nothing: one flat ``all_reduce`` per batch,
 after an agreed skip decision, is all the estimator needs.

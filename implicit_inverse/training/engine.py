@@ -1,4 +1,7 @@
-"""The skorch side of the estimators: the training step, training measurements, statistics.
+"""The skorch side of the estimators: the module skorch trains and the training step.
+
+Batches are measured afresh by :mod:`.measurements`, warm-started from :mod:`.warm_start` and
+their solver statistics recorded by :mod:`.stats`.
 
 Nothing here is public: :class:`~implicit_inverse.estimators.base.ImplicitRegressor` builds these
 objects in ``fit`` and owns them.
@@ -7,18 +10,16 @@ objects in ``fit`` and owns them.
 from __future__ import annotations
 
 import copy
-import warnings
 
-import numpy as np
 import torch
 from skorch import NeuralNetRegressor
-from skorch.callbacks import Callback, LRScheduler
+from skorch.callbacks import LRScheduler
 from torch import nn
 
 from .._runtime import SeedStream
-from ..equilibrium import ConvergenceWarning
 from ..networks.precision import MixedPrecision
 from . import distributed
+from .stats import record_solver_stats
 
 
 class DivergenceError(RuntimeError):
@@ -61,9 +62,54 @@ class ReconstructionModule(nn.Module):
         """:class:`~implicit_inverse.equilibrium.SolverStats` of the last solve (or None)."""
         return self.layer.last_stats
 
+    @property
+    def fixed_point_map(self):
+        """The map ``T`` whose fixed points the module returns."""
+        return self.layer.map
+
+    @property
+    def solve_options(self):
+        """The caps and tolerances of the solves, a dict of plain values: ``max_iter``, ``tol``
+        (prediction) and ``train_max_iter``, ``train_tol`` (training; None: the others)."""
+        layer = self.layer
+        return {"max_iter": layer.max_iter, "tol": layer.tol,
+                "train_max_iter": layer.train_max_iter, "train_tol": layer.train_tol}
+
+    @property
+    def backward_stats(self):
+        """:class:`~implicit_inverse.equilibrium.SolverStats` of the gradient strategy's last
+        backward solve (None for strategies without one)."""
+        return self.layer.gradient.last_stats
+
     def initial_point(self, measurement):
         """The map's default starting points for ``measurement`` (N, C, H', W')."""
         return self.layer.map.initial_point(measurement)
+
+    def share_penalty_step(self, share):
+        """Ask the next training call to keep what :meth:`jacobian_penalty` can reuse (JFB's
+        differentiable step: one evaluation and one graph serve both)."""
+        return self.layer.gradient.share_penalty_step(share)
+
+    def jacobian_penalty(self, measurement, output, generator=None):
+        """The Jacobian penalty of the map at the fixed points of the last call.
+
+        Parameters
+        ----------
+        measurement : torch.Tensor of shape (N, C, H', W')
+            The measurements of the last call.
+        output : torch.Tensor of shape (N, C, H, W)
+            What the last call returned (its graph may be reused).
+        generator : torch.Generator or None
+            Stream of the Hutchinson probe.
+
+        Returns
+        -------
+        torch.Tensor
+            0-d, differentiable (:func:`~implicit_inverse.equilibrium.jacobian_penalty`).
+        """
+        return self.layer.gradient.jacobian_penalty(self.layer.map, self.last_solution,
+                                                    measurement, output=output,
+                                                    generator=generator)
 
     def forward(self, measurement, x0=None):
         """Reconstructions of ``measurement`` shaped like ``A^T measurement``.
@@ -73,193 +119,6 @@ class ReconstructionModule(nn.Module):
         output = self.layer(measurement, x0=x0)
         self.last_solution = output.detach()
         return output
-
-
-def dihedral(images, codes, inverse=False):
-    """Apply one of the 8 dihedral transforms to each image.
-
-    Parameters
-    ----------
-    images : torch.Tensor of shape (N, C, H, W)
-    codes : torch.Tensor of shape (N,), int in [0, 8)
-        ``code % 4`` quarter turns, then a horizontal flip when ``code >= 4``. Quarter turns
-        are only valid for square images.
-    inverse : bool, default False
-        Apply the inverse transforms instead.
-
-    Returns
-    -------
-    torch.Tensor of shape (N, C, H, W)
-    """
-    output = images.clone()
-    for code in torch.unique(codes).tolist():
-        chosen = codes == code
-        transformed = images[chosen]
-        if inverse and code >= 4:
-            transformed = torch.flip(transformed, dims=(3,))
-        transformed = torch.rot90(transformed, k=-(code % 4) if inverse else code % 4,
-                                  dims=(2, 3))
-        if not inverse and code >= 4:
-            transformed = torch.flip(transformed, dims=(3,))
-        output[chosen] = transformed
-    return output
-
-
-class TrainingMeasurements:
-    """Builds each training batch's measurements from the clean images.
-
-    With augmentation the clean image is transformed (flips and rotations) and measured again
-    through the operator: a transformed measurement is the measurement of the transformed image
-    only for symmetric kernels, so it is never used directly.
-
-    Parameters
-    ----------
-    operator : LinearOperator
-    noise_std : float
-        Std of the Gaussian noise of every batch's measurements ``A y + noise``: the noise of
-        the given measurements is replaced (the estimator's ``noise_std_``).
-    augment : bool
-        Random dihedral transforms (only flips and half turns for non-square images).
-    seed : int
-        Base seed; each epoch draws from ``SeedStream(seed).epoch(epoch)`` so that a run resumed
-        from a checkpoint sees the same noise and transforms as an uninterrupted one.
-    """
-
-    def __init__(self, operator, noise_std, augment, seed):
-        self.operator = operator
-        self.noise_std = float(noise_std)
-        self.augment = augment
-        self.seed = seed
-        self.epoch = 0
-        self._generators = {}
-
-    def __getstate__(self):
-        # the generators are rebuilt from (seed, epoch); a CUDA generator could not be unpickled
-        # on a machine without CUDA
-        state = self.__dict__.copy()
-        state["_generators"] = {}
-        return state
-
-    def start_epoch(self, epoch):
-        """Reset the random streams to those of ``epoch`` (0-based)."""
-        self.epoch = epoch
-        self._generators = {}
-
-    def generator(self, device):
-        """The random stream of the current epoch on ``device`` (noise, transforms, probes)."""
-        key = str(device)
-        if key not in self._generators:
-            generator = torch.Generator(device=device)
-            self._generators[key] = generator.manual_seed(SeedStream(self.seed).epoch(self.epoch))
-        return self._generators[key]
-
-    def __call__(self, clean):
-        """Training pair for one batch: the (transformed) clean images, measured afresh.
-
-        Parameters
-        ----------
-        clean : torch.Tensor of shape (N, C, H, W)
-
-        Returns
-        -------
-        measurement : torch.Tensor of shape (N, C, H', W')
-        clean : torch.Tensor of shape (N, C, H, W)
-        codes : torch.Tensor of shape (N,)
-            The dihedral transform applied to each sample (zeros without augmentation).
-        """
-        generator = self.generator(clean.device)
-        codes = torch.zeros(clean.shape[0], dtype=torch.long, device=clean.device)
-        if self.augment:
-            n_codes = 8 if clean.shape[2] == clean.shape[3] else 4
-            codes = torch.randint(0, n_codes, (clean.shape[0],), generator=generator,
-                                  device=clean.device)
-            if n_codes == 4:
-                codes = torch.tensor([0, 2, 4, 6], device=clean.device)[codes]
-            clean = dihedral(clean, codes)
-        measured = self.operator(clean)
-        if self.noise_std > 0:
-            noise = torch.randn(measured.shape, generator=generator, device=measured.device,
-                                dtype=measured.dtype)
-            measured = measured + self.noise_std * noise
-        return measured, clean, codes
-
-
-class FixedPointCache(nn.Module):
-    """Warm starts: each training sample's last learned correction ``x* - x0``.
-
-    The next solve of the sample starts at its default starting point (the Tikhonov solution of
-    the new, freshly noised measurement) plus the stored correction: the part of the fixed point
-    that the learned regularizer adds, which changes little from one epoch to the next, while
-    the noise-dependent part is recomputed exactly. Corrections are stored in the sample's own
-    orientation (the augmentation is undone) and restored in the orientation of the next draw.
-    Only converged solves are stored; the cache is dropped with the estimator's net (a new
-    ``fit``), replaced when continued training gets other images (see :meth:`matches`), and
-    holds one image per training sample. It is a module with buffers, saved with the weights.
-
-    Parameters
-    ----------
-    n_samples : int
-    image_shape : tuple (C, H, W)
-    device : torch device
-    """
-
-    def __init__(self, n_samples, image_shape, device=None):
-        super().__init__()
-        # buffers: saved with the module's weights (checkpoints, resume) and moved with it
-        self.register_buffer("points", torch.zeros((n_samples, *image_shape), device=device))
-        self.register_buffer("valid", torch.zeros(n_samples, dtype=torch.bool, device=device))
-        # fingerprint of the training images: continued training on other images starts afresh
-        self.register_buffer("signature", torch.zeros(3, dtype=torch.float64, device=device))
-
-    @classmethod
-    def for_data(cls, clean, device=None):
-        """An empty cache for the training images ``clean`` (n, C, H, W)."""
-        cache = cls(len(clean), tuple(clean.shape[1:]), device=device)
-        cache.signature.copy_(data_signature(clean))
-        return cache
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):
-        # a checkpoint's warm starts belong to the images (the process's shard) they were made
-        # for: written for other images or another shard (e.g. by another process of a
-        # distributed run), they are not loaded and this cache stays as it is
-        points, signature = state_dict.get(prefix + "points"), state_dict.get(prefix + "signature")
-        if points is not None and signature is not None and (
-                tuple(points.shape) != tuple(self.points.shape)
-                or not torch.equal(signature.cpu(), self.signature.cpu())):
-            return
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
-
-    def matches(self, clean):
-        """Whether ``clean`` (n, C, H, W) are the images this cache was made for."""
-        return (tuple(clean.shape) == tuple(self.points.shape)
-                and torch.equal(data_signature(clean), self.signature.cpu()))
-
-    def start(self, index, codes, default):
-        """Starting points: ``default`` (N, C, H, W) plus the cached correction where valid."""
-        valid = self.valid[index]
-        if not bool(valid.any()):
-            return default
-        correction = dihedral(self.points[index], codes) * valid.reshape(-1, 1, 1, 1)
-        return default + correction
-
-    def store(self, index, codes, solutions, starts, converged):
-        """Remember ``solutions - starts`` (N, C, H, W) of the converged samples ``index``."""
-        keep = converged.to(index.device)
-        if bool(keep.any()):
-            chosen = index[keep]
-            self.points[chosen] = dihedral(solutions[keep] - starts[keep], codes[keep],
-                                           inverse=True)
-            self.valid[chosen] = True
-
-
-def data_signature(images):
-    """Order-sensitive fingerprint (3 float64 values) of training images (n, C, H, W)."""
-    values = images.detach().to("cpu", torch.float64).flatten(1)
-    sums = values.sum(1)
-    weights = torch.arange(1, len(values) + 1, dtype=torch.float64)
-    return torch.stack([sums.sum(), (weights * sums).sum(), values.square().sum()])
 
 
 _SAME_AS_MODULE_ = "<the module_ attribute>"
@@ -280,7 +139,8 @@ class EquilibriumNet(NeuralNetRegressor):
         Appended to the error message (the step size and contraction estimate).
     jacobian_penalty : float, default 0.0
         Weight of :func:`~implicit_inverse.equilibrium.jacobian_penalty` at the fixed points,
-        added to the loss of every batch (its value is recorded as ``jac`` per epoch).
+        added to the loss of every training batch by :meth:`get_loss` (its value is recorded
+        as ``jac`` per epoch; ``train_loss`` is the sum).
 
     Notes
     -----
@@ -339,6 +199,30 @@ class EquilibriumNet(NeuralNetRegressor):
             return None
         return self.training_measurements.generator(self.device)
 
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """The criterion; in training, plus ``jacobian_penalty`` times the Jacobian penalty at
+        the fixed points of the last solve (recorded as ``jac``), unless that solve diverged.
+
+        Parameters
+        ----------
+        y_pred, y_true : torch.Tensor of shape (N, C, H, W)
+        X : torch.Tensor of shape (N, C, H', W') or None
+            The measurements ``y_pred`` was solved from (needed in training).
+        training : bool, default False
+
+        Returns
+        -------
+        torch.Tensor
+            0-d: the objective a training step minimises (``train_loss``).
+        """
+        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if not training or self.jacobian_penalty <= 0 \
+                or bool(self.module_.last_stats.diverged.any()):
+            return loss
+        penalty = self.module_.jacobian_penalty(X, y_pred, generator=self._probe_generator())
+        self.history.record_batch("jac", float(penalty.detach()))
+        return loss + self.jacobian_penalty * penalty
+
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
         inputs, clean = batch
@@ -348,9 +232,7 @@ class EquilibriumNet(NeuralNetRegressor):
         codes = torch.zeros_like(index)
         if self.training_measurements is not None:
             measurement, clean, codes = self.training_measurements(clean)
-        layer = self.module_.layer
-        # JFB's differentiable step also serves the Jacobian penalty: one evaluation, one graph
-        layer.gradient.share_penalty_step(self.jacobian_penalty > 0)
+        self.module_.share_penalty_step(self.jacobian_penalty > 0)
         x0 = None
         cache = getattr(self.module_, "cache", None)
         if cache is not None:
@@ -358,19 +240,11 @@ class EquilibriumNet(NeuralNetRegressor):
                 default_start = self.module_.initial_point(measurement)
                 x0 = cache.start(index, codes, default_start)
         prediction = self.module_(measurement, x0=x0)
-        loss = self.get_loss(prediction, clean, X=measurement, training=True)
         stats = self.module_.last_stats
         record_solver_stats(self.history, stats, prefix="fp")
-        backward_stats_before = layer.gradient.last_stats
-        diverged = bool(stats.diverged.any())
-        objective = loss
-        if self.jacobian_penalty > 0 and not diverged:
-            penalty = layer.gradient.jacobian_penalty(
-                layer.map, self.module_.last_solution, measurement, output=prediction,
-                generator=self._probe_generator())
-            self.history.record_batch("jac", float(penalty.detach()))
-            objective = loss + self.jacobian_penalty * penalty
-        skipped = diverged or not bool(torch.isfinite(objective))
+        backward_stats_before = self.module_.backward_stats
+        loss = self.get_loss(prediction, clean, X=measurement, training=True)
+        skipped = bool(stats.diverged.any()) or not bool(torch.isfinite(loss))
         skipped = distributed.any_process(skipped, self.device)  # skipped everywhere or nowhere
         self.history.record_batch("skipped", int(skipped))  # recorded even if training stops
         if cache is not None and not skipped:
@@ -385,9 +259,9 @@ class EquilibriumNet(NeuralNetRegressor):
             loss = distributed.average(loss)
             self._count_skipped()
             return {"loss": loss, "y_pred": prediction}
-        objective.backward()
+        loss.backward()
         loss = distributed.average_gradients(self.module_, loss)
-        backward_stats = layer.gradient.last_stats
+        backward_stats = self.module_.backward_stats
         if backward_stats is not None and backward_stats is not backward_stats_before:
             record_solver_stats(self.history, backward_stats, prefix="bw")
         if not _gradients_are_finite(self.module_):
@@ -427,48 +301,3 @@ def _without_scheduler(entry):
         entry = copy.copy(entry)
         del entry.lr_scheduler_
     return entry
-
-
-def record_solver_stats(history, stats, prefix):
-    """Write one batch's solver statistics into a skorch history."""
-    summary = stats.summary()
-    history.record_batch(f"{prefix}_iter", summary["iterations_mean"])
-    history.record_batch(f"{prefix}_iter_max", summary["iterations_max"])
-    history.record_batch(f"{prefix}_conv", summary["converged_share"])
-    history.record_batch(f"{prefix}_res", summary["residual_max"])
-
-
-class SolverStatsLog(Callback):
-    """Epoch summary of the batch statistics, shown in skorch's table and kept in the history.
-
-    Per epoch: ``fp_iter`` (mean forward iterations), ``fp_iter_max``, ``fp_conv`` (share of
-    samples converged), ``fp_res`` (largest final residual), ``skipped`` (batches skipped), and
-    ``bw_*`` for the backward solve of the exact gradient, ``jac`` (mean Jacobian penalty, when
-    it is used). Warns at the end of training when most batches of the last epoch reached the
-    iteration cap.
-    """
-
-    KEYS = {"fp_iter": np.mean, "fp_iter_max": np.max, "fp_conv": np.mean, "fp_res": np.max,
-            "bw_iter": np.mean, "bw_iter_max": np.max, "bw_conv": np.mean, "skipped": np.sum,
-            "jac": np.mean}
-
-    def on_epoch_end(self, net, **kwargs):
-        batches = net.history[-1, "batches"]
-        for key, reduce in self.KEYS.items():
-            values = [batch[key] for batch in batches if key in batch]
-            if values:
-                net.history.record(key, float(reduce(values)))
-
-    def on_train_end(self, net, **kwargs):
-        if not len(net.history):
-            return
-        batches = net.history[-1, "batches"]
-        layer = net.module_.layer
-        cap, name = ((layer.max_iter, "max_iter") if layer.train_max_iter is None
-                     else (layer.train_max_iter, "train_max_iter"))
-        capped = [batch["fp_iter_max"] >= cap for batch in batches if "fp_iter_max" in batch]
-        if capped and np.mean(capped) > 0.5:
-            warnings.warn(
-                f"in the last epoch {int(np.sum(capped))} of {len(capped)} training batches hit "
-                f"{name}={cap} in the fixed-point solve: the map is not contracting well; "
-                f"reduce eta or raise {name}", ConvergenceWarning, stacklevel=2)
