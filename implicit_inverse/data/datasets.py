@@ -142,8 +142,8 @@ def load_natural_patches(n, size=32, random_state=None):
     """Cut square patches from scikit-image's bundled sample photographs.
 
     The sources are the grayscale versions of the images in :data:`NATURAL_IMAGES`
-    (astronaut, chelsea, ..., retina; never the held-out camera and coffee), each rescaled to [0, 1] by its own
-    minimum and maximum, then downscaled 1 to 4 times by block averaging. The
+    (astronaut, chelsea, ..., retina; never the held-out camera and coffee), each rescaled
+    to [0, 1] by its own minimum and maximum, then downscaled 1 to 4 times by block averaging. The
     ``n`` patches are spread evenly across the sources that are at least ``size``
     pixels on each side (extra patches go to randomly chosen sources), cut at
     random positions with :func:`sklearn.feature_extraction.image.extract_patches_2d`,
