@@ -82,6 +82,7 @@ def _worker(rank, world_size, store, result):
         _train(model, measured, clean, rank, world_size)
         if rank == 0:
             torch.save(layer.state_dict(), result)
+        dist.barrier()  # no rank tears gloo down while another still talks to it (SIGABRT)
     finally:
         dist.destroy_process_group()
 
