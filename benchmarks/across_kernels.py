@@ -14,6 +14,12 @@ classical baseline (Tikhonov, Wiener, TV tuned by ``tune_strongest`` on 32 crops
 photos) is the reference. Writes the trained prior to ``--out``. Run::
 
     python benchmarks/across_kernels.py --prior-file unet-gray.pt --minutes 20 --out deq.pt
+
+As a campaign over several sittings, ``--checkpoint DIR`` continues from the training state in
+``DIR`` when there is one (the start prior then only gives the architecture and the card) and
+saves it there every five minutes and at the end; ``--minutes 0`` only evaluates it.
+``--jacobian-weight`` adds the Jacobian penalty of the map at the training fixed points to the
+loss, ``--train-max-iter`` and ``--train-tol`` set the training solves.
 """
 
 from __future__ import annotations
@@ -61,22 +67,43 @@ def main(argv=None):
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--out", default="across_kernels.pt", help="trained prior file")
     parser.add_argument("--kernels", nargs="+", default=list(UNSEEN + SEEN), metavar="SPEC")
+    parser.add_argument("--checkpoint", default=None, metavar="DIR",
+                        help="training state to continue from and save to")
+    parser.add_argument("--jacobian-weight", type=float, default=0.0)
+    parser.add_argument("--penalty", choices=("spectral", "frobenius"), default="spectral")
+    parser.add_argument("--margin", type=float, default=0.9)
+    parser.add_argument("--train-max-iter", type=int, default=30)
+    parser.add_argument("--train-tol", type=float, default=1e-3)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     start, card = (load_prior_file(args.prior_file) if args.prior_file
                    else load_prior(args.prior))
     trained = copy.deepcopy(start)
-    trainer = AcrossKernelsTrainer(trained, training_planes())
-    began = time.perf_counter()
+    trainer = AcrossKernelsTrainer(trained, training_planes(), max_iter=args.train_max_iter,
+                                   tol=args.train_tol, jacobian_weight=args.jacobian_weight,
+                                   penalty=args.penalty, margin=args.margin)
+    if args.checkpoint and trainer.load_checkpoint(args.checkpoint):
+        print(f"continuing from {args.checkpoint}: {trainer.steps_} steps", flush=True)
+    began, saved = time.perf_counter(), time.perf_counter()
     while time.perf_counter() - began < 60 * args.minutes:
         trainer.train_for(60)
         recent = trainer.history_[-20:]
         print(f"{trainer.steps_} steps, loss {np.mean([h['loss'] for h in recent]):.2e}, "
+              f"penalty {np.mean([h.get('penalty', 0.0) for h in recent]):.3f}, "
               f"iterations {np.mean([h['iterations'] for h in recent]):.1f}, converged "
               f"{np.mean([h['converged'] for h in recent]):.0%}", flush=True)
+        if args.checkpoint and time.perf_counter() - saved > 300:
+            trainer.save_checkpoint(args.checkpoint)
+            saved = time.perf_counter()
+    if args.checkpoint:
+        trainer.save_checkpoint(args.checkpoint)
     trained.eval()
+    hours = sum(h["seconds"] for h in trainer.history_) / 3600
     run = (f"JFB across random kernels: {trainer.steps_} steps of batch 16, 64x64 crops, noise "
-           f"std uniform in [0, 0.05], Adam 1e-4, {args.minutes:g} min of one CPU thread")
+           f"std uniform in [0, 0.05], Adam 1e-4, training solves of at most "
+           f"{args.train_max_iter} iterations to tol {args.train_tol:g}, {args.penalty} "
+           f"Jacobian penalty (margin {args.margin:g}) weight {args.jacobian_weight:g}, "
+           f"{hours:.2f} h of one CPU thread")
     earlier = card.get("across_kernels")
     save_prior_file(args.out, trained, dict(card, across_kernels=(
         f"{earlier}; then {run}" if earlier else run)))

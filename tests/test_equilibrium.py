@@ -27,6 +27,7 @@ from implicit_inverse.equilibrium import (
     estimate_lipschitz,
     jacobian_penalty,
     safe_step_size,
+    spectral_penalty,
 )
 from implicit_inverse.equilibrium.solvers import ForwardIteration
 from implicit_inverse.networks import DnCNN
@@ -573,3 +574,43 @@ def test_contraction_bound_holds_for_tanh_conv_regularizer(case):
 @given(contractive_maps("dncnn"))
 def test_contraction_bound_holds_for_dncnn_regularizer(case):
     check_contraction(case)
+
+
+@pytest.mark.parametrize("eta", [0.9, 1.3])
+def test_spectral_penalty_is_the_hinge_on_the_dense_spectral_norm(eta):
+    """``relu(||J||_2 - margin)^2`` of the linear map's dense Jacobian, for both samples, from
+    below (power iteration gives a lower bound of the norm); a margin above the norm costs
+    nothing."""
+    operator = OPERATORS["blur"]()
+    fixed_point_map = GradientStep(operator, Scaled(-0.5), eta=eta)
+    matrix = dense_matrix(operator)
+    exact = np.linalg.norm(np.eye(64) - eta * (matrix.T @ matrix - 0.5 * np.eye(64)), 2)
+    x, d = torch.rand(SHAPE, dtype=DTYPE), measurements(operator)
+    value = spectral_penalty(fixed_point_map, x, d, margin=0.9, n_iter=60,
+                             generator=torch.Generator().manual_seed(0))
+    assert (0.995 * exact - 0.9) ** 2 <= float(value) <= (exact - 0.9) ** 2 + 1e-12
+    assert float(spectral_penalty(fixed_point_map, x, d, margin=exact + 0.01,
+                                  n_iter=60)) == 0.0
+    with pytest.raises(ValueError, match="n_iter"):
+        spectral_penalty(fixed_point_map, x, d, n_iter=0)
+
+
+def test_spectral_penalty_gradient_reaches_the_regularizer():
+    """Differentiable in the parameters (double backpropagation), pointing towards a smaller
+    norm: a gradient step on the weights lowers the penalty."""
+    torch.manual_seed(0)
+    operator = OPERATORS["blur"]()
+    network = TanhConv(torch.randn(3, 3, dtype=DTYPE), c=0.5)
+    fixed_point_map = GradientStep(operator, AlphaPlus(-0.6, network), eta=1.0)
+    x, d = torch.rand(SHAPE, dtype=DTYPE), measurements(operator)
+
+    def value():
+        return spectral_penalty(fixed_point_map, x, d, margin=0.5, n_iter=30,
+                                generator=torch.Generator().manual_seed(1))
+
+    before = value()
+    (gradient,) = torch.autograd.grad(before, network.weight)
+    assert float(before) > 0 and gradient.abs().sum() > 0
+    with torch.no_grad():
+        network.weight -= 1e-2 * gradient / gradient.norm()
+    assert float(value()) < float(before)

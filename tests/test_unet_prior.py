@@ -248,8 +248,48 @@ def test_one_across_kernels_step_moves_the_denoiser_and_records_the_solve(tiny_u
     before = [p.detach().clone() for p in tiny_unet.parameters()]
     trainer = AcrossKernelsTrainer(tiny_unet, planes, crop=16, batch_size=2, max_iter=5)
     entry = trainer.step()
-    assert trainer.steps_ == 1 and set(entry) == {"loss", "iterations", "converged", "seconds"}
+    assert trainer.steps_ == 1 and set(entry) == {"loss", "penalty", "iterations", "converged",
+                                                 "seconds"}
     assert np.isfinite(entry["loss"]) and 1 <= entry["iterations"] <= 5
     assert any(not torch.equal(a, b) for a, b in zip(before, tiny_unet.parameters()))
     with pytest.raises(ValueError, match="noise_range"):
         AcrossKernelsTrainer(tiny_unet, planes, noise_range=(0.1, 0.0))
+
+
+def test_across_kernels_checkpoint_continues_as_an_uninterrupted_run(tiny_unet, tmp_path):
+    """Two steps, a checkpoint, and a fresh trainer loading it take the same third step as the
+    trainer that went on (same blur, crops and weights); a folder without one changes nothing."""
+    import copy
+
+    from implicit_inverse.training.across_kernels import AcrossKernelsTrainer
+
+    planes = [np.random.default_rng(0).random((40, 40), dtype=np.float32)]
+    settings = dict(crop=16, batch_size=2, max_iter=5)
+    trainer = AcrossKernelsTrainer(copy.deepcopy(tiny_unet), planes, **settings)
+    trainer.step(), trainer.step()
+    trainer.save_checkpoint(tmp_path / "state")
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
+        "optimizer.pt", "params.pt", "trainer.json"]
+    resumed = AcrossKernelsTrainer(copy.deepcopy(tiny_unet), planes, **settings)
+    assert not resumed.load_checkpoint(tmp_path / "nothing")
+    assert resumed.load_checkpoint(tmp_path / "state") and resumed.steps_ == 2
+    expected, got = trainer.step(), resumed.step()
+    assert got["loss"] == pytest.approx(expected["loss"], rel=1e-6)
+    for a, b in zip(trainer.denoiser.parameters(), resumed.denoiser.parameters()):
+        torch.testing.assert_close(a, b)
+    assert len(resumed.history_) == 3
+
+
+@pytest.mark.parametrize("penalty", ["spectral", "frobenius"])
+def test_across_kernels_jacobian_penalty_is_recorded(tiny_unet, penalty):
+    from implicit_inverse.training.across_kernels import AcrossKernelsTrainer
+
+    planes = [np.random.default_rng(0).random((40, 40), dtype=np.float32)]
+    trainer = AcrossKernelsTrainer(tiny_unet, planes, crop=16, batch_size=2, max_iter=5,
+                                   jacobian_weight=1.0, penalty=penalty, margin=0.0)
+    entry = trainer.step()
+    assert entry["penalty"] > 0 and np.isfinite(entry["loss"])
+    with pytest.raises(ValueError, match="penalty"):
+        AcrossKernelsTrainer(tiny_unet, planes, penalty="nuclear")
+    with pytest.raises(ValueError, match="jacobian_weight"):
+        AcrossKernelsTrainer(tiny_unet, planes, jacobian_weight=-1.0)

@@ -30,11 +30,17 @@ def estimate_lipschitz(fixed_point_map, x, d, n_iter=20, seed=0):
     torch.Tensor of shape (N,)
         Largest singular value of each sample's Jacobian (a lower bound that converges to it).
     """
-    x = x.detach()
     generator = torch.Generator().manual_seed(seed)
+    estimate, _ = _power_iteration(fixed_point_map, x.detach(), d, n_iter, generator)
+    return estimate
+
+
+def _power_iteration(fixed_point_map, x, d, n_iter, generator):
+    """``n_iter`` power iterations on ``J^T J`` at ``x``: the estimates of ``||J||_2`` (N,)
+    and the last left singular directions ``J v / ||J v||`` (N, C, H, W), both detached."""
     v = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
     v = v / v.flatten(1).norm(dim=1).reshape(-1, 1, 1, 1)
-    estimate = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    tiny = torch.finfo(x.dtype).tiny
 
     def apply(z):
         return fixed_point_map(z, d)
@@ -48,9 +54,50 @@ def estimate_lipschitz(fixed_point_map, x, d, n_iter=20, seed=0):
             out, jv = jvp(apply, (z,), (v,))
             jtjv = torch.autograd.grad(out, z, jv)[0]
         estimate = jv.flatten(1).norm(dim=1)
-        norms = jtjv.flatten(1).norm(dim=1).clamp_min(torch.finfo(x.dtype).tiny)
+        left = (jv / estimate.clamp_min(tiny).reshape(-1, 1, 1, 1)).detach()
+        norms = jtjv.flatten(1).norm(dim=1).clamp_min(tiny)
         v = (jtjv / norms.reshape(-1, 1, 1, 1)).detach()
-    return estimate.detach()
+    return estimate.detach(), left
+
+
+def spectral_penalty(fixed_point_map, x, d, margin=0.9, n_iter=4, generator=None):
+    """Hinge on the spectral norm of ``dT/dx`` at ``x``: ``mean(relu(||J||_2 - margin)^2)``.
+
+    Where the mean squared singular value of :func:`jacobian_penalty` can be small while the
+    largest one exceeds 1 (a map that contracts on average but not in every direction, whose
+    solves then stall), this penalises the largest one only, and only above ``margin``: a
+    mild constraint towards a contraction. ``n_iter`` power iterations (without a graph) find
+    each sample's top left singular direction ``u``; ``||J^T u||``, differentiable in the
+    map's parameters (double backpropagation), is the estimate penalised.
+
+    Parameters
+    ----------
+    fixed_point_map : FixedPointMap
+    x : torch.Tensor of shape (N, C, H, W)
+        Points at which the Jacobian is taken (the fixed points; detached here).
+    d : torch.Tensor of shape (N, C, H', W')
+        Measurements.
+    margin : float, default 0.9
+        Spectral norm below which nothing is penalised.
+    n_iter : int, default 4
+    generator : torch.Generator or None, default None
+        Source of the power iteration's start (on the CPU); None uses torch's global one.
+
+    Returns
+    -------
+    torch.Tensor of shape ()
+        Mean over the samples; its graph reaches the map's parameters.
+    """
+    if n_iter < 1:
+        raise ValueError(f"n_iter must be >= 1, got {n_iter!r}")
+    x = x.detach()
+    _, left = _power_iteration(fixed_point_map, x, d, n_iter, generator)
+    z = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        output = fixed_point_map(z, d)
+        (product,) = torch.autograd.grad(output, z, left, create_graph=True)
+    norms = product.flatten(1).norm(dim=1)
+    return torch.relu(norms - margin).pow(2).mean()
 
 
 def jacobian_penalty(fixed_point_map, x, d, generator=None, *, output=None):

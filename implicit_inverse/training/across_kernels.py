@@ -13,14 +13,17 @@ for any kernel.
 
 from __future__ import annotations
 
-import itertools
+import json
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..operators import Blur, disk_kernel, gaussian_kernel, make_measurements, motion_kernel
+from ..equilibrium.contraction import jacobian_penalty, spectral_penalty
 from .calibration import SIGMA_FACTORS, prior_settings
 from .denoiser import NoisyCrops
 from .recipe import ModelSpec, build_model
@@ -70,33 +73,49 @@ class AcrossKernelsTrainer:
         Adam's learning rate.
     max_iter, tol : int, float, default 30, 1e-3
         The training solves (JFB needs only an approximate fixed point).
+    jacobian_weight : float, default 0
+        Weight of a Jacobian penalty of the fixed-point map at the training solves' fixed
+        points, added to the loss so that the learned map keeps contracting.
+    penalty : {"spectral", "frobenius"}, default "spectral"
+        Which: the hinge on the largest singular value above ``margin``
+        (:func:`~implicit_inverse.equilibrium.spectral_penalty`) or the mean squared singular
+        value (:func:`~implicit_inverse.equilibrium.jacobian_penalty`).
+    margin : float, default 0.9
+        The spectral penalty's margin.
     seed : int, default 0
 
     Attributes
     ----------
     steps_ : int
     history_ : list of dict
-        Per step: ``loss``, ``iterations`` (mean), ``converged`` (share), ``seconds``.
+        Per step: ``loss`` (the reconstruction MSE), ``penalty`` (the Jacobian penalty, 0 when
+        its weight is 0), ``iterations`` (mean), ``converged`` (share), ``seconds``.
     """
 
     def __init__(self, denoiser, planes, *, crop=64, batch_size=16, noise_range=(0.0, 0.05),
-                 factors=SIGMA_FACTORS[2:], lr=1e-4, max_iter=30, tol=1e-3, seed=0):
+                 factors=SIGMA_FACTORS[2:], lr=1e-4, max_iter=30, tol=1e-3, jacobian_weight=0.0,
+                 penalty="spectral", margin=0.9, seed=0):
         low, high = noise_range
         if not 0 <= low <= high <= 0.2:
             raise ValueError(f"noise_range must satisfy 0 <= low <= high <= 0.2, "
                              f"got {noise_range!r}")
+        if not jacobian_weight >= 0:
+            raise ValueError(f"jacobian_weight must be >= 0, got {jacobian_weight!r}")
+        if penalty not in ("spectral", "frobenius"):
+            raise ValueError(f"penalty must be 'spectral' or 'frobenius', got {penalty!r}")
         self.denoiser = denoiser
         self.crops = NoisyCrops(planes, None, crop, (0.0, 0.0), 1 << 20, seed)
         self.batch_size, self.noise_range, self.factors = batch_size, noise_range, tuple(factors)
-        self.max_iter, self.tol = max_iter, tol
+        self.max_iter, self.tol, self.jacobian_weight = max_iter, tol, float(jacobian_weight)
+        self.penalty, self.margin = penalty, float(margin)
         self.optimizer = torch.optim.Adam(denoiser.parameters(), lr=lr)
         self.rng = np.random.default_rng([seed, 31337])
-        self.indices = itertools.count()
+        self.next_crop_ = 0
         self.steps_, self.history_ = 0, []
 
     def _clean_batch(self):
-        return torch.stack([self.crops[next(self.indices)][1]
-                            for _ in range(self.batch_size)])
+        first, self.next_crop_ = self.next_crop_, self.next_crop_ + self.batch_size
+        return torch.stack([self.crops[index][1] for index in range(first, self.next_crop_)])
 
     def step(self):
         """One optimizer step on a fresh batch and a fresh blur; returns the history entry."""
@@ -112,16 +131,25 @@ class AcrossKernelsTrainer:
         self.denoiser.train()
         restored = layer(measured)
         loss = nn.functional.mse_loss(restored, clean)
+        penalty = self._penalty(layer.map, restored.detach(), measured)
         self.optimizer.zero_grad()
-        loss.backward()
+        (loss + self.jacobian_weight * penalty).backward()
         self.optimizer.step()
         stats = layer.last_stats.summary()
         self.steps_ += 1
-        entry = {"loss": float(loss.detach()), "iterations": stats["iterations_mean"],
+        entry = {"loss": float(loss.detach()), "penalty": float(penalty.detach()),
+                 "iterations": stats["iterations_mean"],
                  "converged": stats["converged_share"],
                  "seconds": time.perf_counter() - start}
         self.history_.append(entry)
         return entry
+
+    def _penalty(self, fixed_point_map, fixed_points, measured):
+        if not self.jacobian_weight:
+            return torch.zeros(())
+        if self.penalty == "frobenius":
+            return jacobian_penalty(fixed_point_map, fixed_points, measured)
+        return spectral_penalty(fixed_point_map, fixed_points, measured, margin=self.margin)
 
     def train_for(self, seconds):
         """Steps until ``seconds`` of wall time have passed; returns the steps taken."""
@@ -129,3 +157,50 @@ class AcrossKernelsTrainer:
         while time.perf_counter() - start < seconds:
             self.step()
         return self.steps_ - before
+
+    def save_checkpoint(self, directory):
+        """Write the training state to ``directory`` (created if needed), replacing the last one.
+
+        Three files: ``params.pt`` (the denoiser's ``state_dict``), ``optimizer.pt`` (Adam's)
+        and ``trainer.json`` (steps, the position in the crop stream, the blur generator's
+        state and the history). Each is written to a temporary name first and then renamed,
+        so an interrupted save leaves the previous checkpoint whole.
+
+        Parameters
+        ----------
+        directory : str or path-like
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {"steps": self.steps_, "next_crop": self.next_crop_,
+                 "rng": self.rng.bit_generator.state, "history": self.history_}
+        for name, value in (("params.pt", self.denoiser.state_dict()),
+                            ("optimizer.pt", self.optimizer.state_dict())):
+            torch.save(value, directory / f"{name}.tmp")
+        (directory / "trainer.json.tmp").write_text(json.dumps(state))
+        for name in ("params.pt", "optimizer.pt", "trainer.json"):
+            os.replace(directory / f"{name}.tmp", directory / name)
+
+    def load_checkpoint(self, directory):
+        """Continue from what :meth:`save_checkpoint` wrote to ``directory``.
+
+        Parameters
+        ----------
+        directory : str or path-like
+
+        Returns
+        -------
+        bool
+            False when ``directory`` holds no checkpoint (nothing changes).
+        """
+        directory = Path(directory)
+        if not (directory / "trainer.json").is_file():
+            return False
+        state = json.loads((directory / "trainer.json").read_text())
+        self.denoiser.load_state_dict(torch.load(directory / "params.pt", weights_only=True))
+        self.optimizer.load_state_dict(torch.load(directory / "optimizer.pt",
+                                                  weights_only=True))
+        self.steps_, self.next_crop_ = state["steps"], state["next_crop"]
+        self.rng.bit_generator.state = state["rng"]
+        self.history_ = state["history"]
+        return True
