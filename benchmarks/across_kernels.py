@@ -49,14 +49,16 @@ NOISE = 0.01
 
 
 def calibrated_restore(operator, denoiser, measured):
-    """Restorations of ``measured`` (n, 1, H, W) and their solver stats: ``from_pretrained``'s
-    calibration, then the model its recipe builds (Anderson, ``tol=1e-4``, 100 iterations)."""
+    """Restorations of ``measured`` (n, 1, H, W), their solver stats and the solve's seconds:
+    ``from_pretrained``'s calibration, then the model its recipe builds (Anderson,
+    ``tol=1e-4``, 100 iterations)."""
     lam, sigma = calibrated_settings(operator, denoiser, NOISE)
     spec = ModelSpec(operator, regularizer="pretrained", channels=1, lam=lam, sigma=sigma)
     layer = build_model(spec, prior=denoiser).eval()
+    began = time.perf_counter()
     with torch.no_grad():
         restored = layer(measured)
-    return restored.clamp(0, 1), layer.last_stats
+    return restored.clamp(0, 1), layer.last_stats, time.perf_counter() - began
 
 
 def main(argv=None):
@@ -74,6 +76,8 @@ def main(argv=None):
     parser.add_argument("--margin", type=float, default=0.9)
     parser.add_argument("--train-max-iter", type=int, default=30)
     parser.add_argument("--train-tol", type=float, default=1e-3)
+    parser.add_argument("--whole", action="store_true",
+                        help="evaluate on the whole held-out photos instead of their crops")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     start, card = (load_prior_file(args.prior_file) if args.prior_file
@@ -107,33 +111,49 @@ def main(argv=None):
     earlier = card.get("across_kernels")
     save_prior_file(args.out, trained, dict(card, across_kernels=(
         f"{earlier}; then {run}" if earlier else run)))
-    clean = torch.from_numpy(np.stack([centre(np.asarray(load_photo(name)), 256)
-                                       for name in HELD_OUT_PHOTOS])[:, None].copy())
+    print_table(args.kernels, start, trained, args.whole)
+    print(f"{trainer.steps_} training steps in all, {args.minutes:g} min in this run.")
+
+
+def held_out(whole):
+    """The held-out photos as (1, 1, H, W) tensors: whole, or their 256x256 centre crops."""
+    photos = [np.asarray(load_photo(name)) for name in HELD_OUT_PHOTOS]
+    return [torch.from_numpy(np.ascontiguousarray(photo if whole else centre(photo, 256)))[
+        None, None] for photo in photos]
+
+
+def print_table(kernels, start, trained, whole):
+    """The markdown table of the best classical baseline and both priors on every kernel."""
+    images = held_out(whole)
     train_clean = training_crops(32, 64, 0)
-    print("\n| kernel | best classical | denoiser prior | across kernels | gain |")
-    print("|---|---|---|---|---|")
-    for spec in args.kernels:
+    print("\n| kernel | best classical | denoiser prior | across kernels | gain | solve s |")
+    print("|---|---|---|---|---|---|")
+    for spec in kernels:
         operator = Blur(parse_kernel(spec))
-        measured = make_measurements(clean, operator, NOISE, random_state=1)
+        measured = [make_measurements(image, operator, NOISE, random_state=1 + index)
+                    for index, image in enumerate(images)]
         train_measured = make_measurements(torch.from_numpy(train_clean), operator, NOISE,
                                            random_state=2).numpy()
         tuned, strongest = tune_strongest(operator, train_measured, train_clean,
                                           max_samples=32)
-        classical = psnr(clean.numpy()[:, 0],
-                         np.clip(tuned[strongest].estimator.predict(measured.numpy()[:, 0]),
-                                 0, 1))
+        classical = np.mean([psnr(image.numpy()[0, 0], np.clip(
+            tuned[strongest].estimator.predict(d.numpy()[:, 0])[0], 0, 1))
+            for image, d in zip(images, measured)])
         cells = []
         for denoiser in (start, trained):
-            restored, stats = calibrated_restore(operator, denoiser, measured)
-            cells.append((psnr(clean.numpy(), restored.numpy()),
-                          float(stats.converged.float().mean())))
+            results = [calibrated_restore(operator, denoiser, d) for d in measured]
+            cells.append((np.mean([psnr(image.numpy(), restored.numpy())
+                                   for image, (restored, _, _) in zip(images, results)]),
+                          np.mean([float(s.converged.float().mean()) for _, s, _ in results]),
+                          results[0][2]))
         print(f"| {spec}{' (unseen)' if spec in UNSEEN else ''} | {classical:.2f} "
               f"({strongest}) | "
-              + " | ".join(f"{value:.2f} ({share:.0%} conv.)" for value, share in cells)
-              + f" | {cells[1][0] - cells[0][0]:+.2f} |", flush=True)
-    print(f"\nPSNR (dB), 256x256 centre crops of camera and coffee, noise {NOISE}; "
-          f"{trainer.steps_} training steps in {args.minutes:g} min.")
-
+              + " | ".join(f"{value:.2f} ({share:.0%} conv.)" for value, share, _ in cells)
+              + f" | {cells[1][0] - cells[0][0]:+.2f} | {cells[1][2]:.1f} |", flush=True)
+    size = "x".join(map(str, images[0].shape[-2:]))
+    print(f"\nPSNR (dB), {'whole photos' if whole else '256x256 centre crops'} of "
+          f"{' and '.join(HELD_OUT_PHOTOS)}, noise {NOISE}; solve s: the across-kernels "
+          f"model's solve of the {size} {HELD_OUT_PHOTOS[0]} (one thread, calibration apart).")
 
 if __name__ == "__main__":
     main()
