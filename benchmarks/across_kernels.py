@@ -30,11 +30,10 @@ import time
 
 import numpy as np
 import torch
-from photo_quality import centre
-from prior_convergence import calibrated_settings
+from prior_convergence import calibrated_settings, held_out_images
 
 from implicit_inverse.baselines.tuning import tune_strongest
-from implicit_inverse.data.photos import HELD_OUT_PHOTOS, load_photo, training_crops, \
+from implicit_inverse.data.photos import HELD_OUT_PHOTOS, training_crops, \
     training_planes
 from implicit_inverse.metrics import psnr
 from implicit_inverse.networks.priors import load_prior, load_prior_file, save_prior_file
@@ -115,16 +114,9 @@ def main(argv=None):
     print(f"{trainer.steps_} training steps in all, {args.minutes:g} min in this run.")
 
 
-def held_out(whole):
-    """The held-out photos as (1, 1, H, W) tensors: whole, or their 256x256 centre crops."""
-    photos = [np.asarray(load_photo(name)) for name in HELD_OUT_PHOTOS]
-    return [torch.from_numpy(np.ascontiguousarray(photo if whole else centre(photo, 256)))[
-        None, None] for photo in photos]
-
-
 def print_table(kernels, start, trained, whole):
     """The markdown table of the best classical baseline and both priors on every kernel."""
-    images = held_out(whole)
+    images = held_out_images(whole)
     train_clean = training_crops(32, 64, 0)
     print("\n| kernel | best classical | denoiser prior | across kernels | gain | solve s |")
     print("|---|---|---|---|---|---|")
