@@ -11,14 +11,17 @@ from sklearn.base import clone
 from implicit_inverse import ImplicitDeblurRegressor
 from implicit_inverse.cli import main
 from implicit_inverse.data.image_files import ImageInfo, write_image
-from implicit_inverse.equilibrium import Anderson, Exact, ImplicitLayer, ProximalStep
+from implicit_inverse.equilibrium import (Anderson, Exact, GradientStep, ImplicitLayer,
+                                          ProximalStep)
 from implicit_inverse.networks import DnCNN, NoiseLevelUNet, TikhonovPlusNetwork
-from implicit_inverse.networks.denoiser import NoiseLevelDenoiser, NoiseLevelPrior
+from implicit_inverse.networks.denoiser import (DenoiserGradient, NoiseLevelDenoiser,
+                                                NoiseLevelPrior)
 from implicit_inverse.networks.priors import (PriorFileError, available_priors, load_prior,
                                               load_prior_file, save_prior_file)
 from implicit_inverse.networks.specs import build_regularizer, parse_regularizer
 from implicit_inverse.operators import Blur, disk_kernel, gaussian_kernel
 from implicit_inverse.training.denoiser import NoisyCrops, pretrain_denoiser
+from implicit_inverse.training.recipe import ModelSpec, build_model
 
 
 @pytest.fixture
@@ -208,13 +211,14 @@ def test_exact_gradient_of_the_proximal_map_agrees_with_jfb_in_direction(tiny_de
 @pytest.mark.parametrize("spec, kind", [("dncnn:5x24", "dncnn"), ("dncnn:17x64", "dncnn"),
                                         ("pretrained", "pretrained"),
                                         ("pretrained:dncnn-gray", "pretrained"),
+                                        ("red", "red"), ("red:unet-gray", "red"),
                                         (None, "dncnn")])
 def test_regularizer_specs(spec, kind):
     assert parse_regularizer(spec)[0] == kind
 
 
 @pytest.mark.parametrize("spec", ["dncnn", "dncnn:5", "dncnn:1x8", "dncnn:5x0", "cnn:5x24",
-                                  "pretrained:", 3])
+                                  "pretrained:", "red:", "redx", 3])
 def test_malformed_regularizer_specs_name_the_accepted_forms(spec):
     with pytest.raises(ValueError, match="regularizer must be .*dncnn:DEPTHxWIDTH"):
         parse_regularizer(spec)
@@ -309,6 +313,52 @@ def test_from_pretrained_fine_tunes_with_warm_start_and_partial_fit(zero_shot):
     assert est.n_iter_ == 2
 
 
+class HalvedDenoiser(torch.nn.Module):
+    """``D(x, sigma) / 2`` of a denoiser ``D``: a prior whose RED map surely contracts."""
+
+    def __init__(self, denoiser):
+        super().__init__()
+        self.denoiser = denoiser
+
+    def forward(self, x, sigma):
+        return self.denoiser(x, sigma) / 2
+
+
+def test_a_red_spec_builds_de_grad_with_the_denoiser_residual_as_gradient(tiny_denoiser):
+    operator = Blur(gaussian_kernel(5, 1.0))
+    denoiser = HalvedDenoiser(tiny_denoiser)
+    spec = ModelSpec(operator, regularizer="red", channels=1, lam=0.05, sigma=0.05)
+    layer = build_model(spec, prior=denoiser).eval()
+    assert isinstance(layer.map, GradientStep)
+    assert isinstance(layer.map.prior, DenoiserGradient)
+    assert layer.map.prior.denoiser is denoiser
+    clean = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    d = operator(clean)
+    with torch.no_grad():
+        x = layer(d)
+        # a fixed point of RED solves A^T (A x - d) + lam (x - D_sigma(x)) = 0
+        stationarity = (operator.adjoint(operator(x) - d)
+                        + 0.05 * (x - denoiser(x, 0.05)))
+    assert bool(layer.last_stats.converged.all())
+    assert stationarity.norm() < 1e-3 * operator.adjoint(d).norm()
+
+
+def test_from_pretrained_offers_the_red_map_and_saves_it(tmp_path):
+    est = ImplicitDeblurRegressor.from_pretrained(operator=Blur(disk_kernel(1)), noise_std=0.02,
+                                                  fixed_point_map="red", max_iter=60)
+    assert est.regularizer == "red:unet-gray-kernels"
+    assert isinstance(est.regularizer_, DenoiserGradient)
+    assert est.lam_ > 0 and est.prior_sigma_ > 0
+    X = np.random.default_rng(0).random((1, 24, 24), dtype=np.float32)
+    restored = est.predict(X)
+    est.save(tmp_path / "red.pt")
+    loaded = ImplicitDeblurRegressor.load(tmp_path / "red.pt")
+    assert isinstance(loaded.regularizer_, DenoiserGradient)
+    np.testing.assert_allclose(loaded.predict(X), restored, atol=1e-6)
+    with pytest.raises(ValueError, match="fixed_point_map must be one of"):
+        ImplicitDeblurRegressor.from_pretrained(noise_std=0.01, fixed_point_map="prox")
+
+
 # -- the command line ---------------------------------------------------------------------------
 def test_restore_without_a_model_uses_the_shipped_prior(tmp_path, capsys):
     from implicit_inverse.data.image_files import read_image
@@ -318,7 +368,7 @@ def test_restore_without_a_model_uses_the_shipped_prior(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["restore", str(photo), "--kernel", "disk:1", "--noise", "0.02", "--out",
                  str(out)]) == 0
-    assert "pretrained prior default" in capsys.readouterr().out
+    assert "pretrained prior default (proximal map)" in capsys.readouterr().out
     restored, info = read_image(out / "photo.png")
     assert restored.shape == (3, 20, 24) and info.bit_depth == 8
     assert main(["restore", str(photo), "--out", str(tmp_path / "o2")]) == 2
@@ -327,6 +377,10 @@ def test_restore_without_a_model_uses_the_shipped_prior(tmp_path, capsys):
                  "nope", "--out", str(tmp_path / "o3")]) == 2
     assert "available priors" in capsys.readouterr().err
     assert not (tmp_path / "o3").exists()
+    assert main(["restore", str(photo), "--kernel", "disk:1", "--noise", "0.02", "--map", "red",
+                 "--out", str(tmp_path / "o4")]) == 0
+    assert "(red map)" in capsys.readouterr().out
+    assert (tmp_path / "o4" / "photo.png").exists()
 
 
 def test_train_from_pretrained_fine_tunes_the_prior(tmp_path, capsys):

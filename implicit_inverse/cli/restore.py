@@ -47,6 +47,10 @@ def add_parser(commands):
                          help="without --model: the blur's boundary (default: circular)")
     restore.add_argument("--prior", metavar="NAME", default=None,
                          help="without --model: a shipped prior (default: the default prior)")
+    restore.add_argument("--map", dest="fixed_point_map", choices=("proximal", "red"),
+                         default="proximal",
+                         help="without --model: the denoiser in the proximal map (default) or as "
+                              "the RED gradient of the DE-GRAD step")
     restore.add_argument("--out", required=True, metavar="DIR",
                          help="output folder, created if needed")
     restore.add_argument("--force", action="store_true",
@@ -76,12 +80,14 @@ def zero_shot_estimator(args, device):
     operator = blur_operator(args.kernel, args.boundary)
     try:
         estimator = ImplicitDeblurRegressor.from_pretrained(
-            operator=operator, noise_std=args.noise, name=args.prior, device=device)
+            operator=operator, noise_std=args.noise, name=args.prior,
+            fixed_point_map=args.fixed_point_map, device=device)
     except ValueError as error:
         if args.prior is None:
             raise
         raise CommandError(f"--prior: {error}") from None
-    description = (f"pretrained prior {args.prior or 'default'}, kernel {args.kernel}, "
+    description = (f"pretrained prior {args.prior or 'default'} ({args.fixed_point_map} map), "
+                   f"kernel {args.kernel}, "
                    f"{args.boundary} boundary, lam {estimator.lam_:.3g}, "
                    f"denoiser sigma {estimator.prior_sigma_:.3g}")
     return estimator, description

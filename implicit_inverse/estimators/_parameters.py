@@ -37,6 +37,10 @@ SHARED_PARAMETERS_DOC = """
           (:func:`~implicit_inverse.training.calibration.calibrate_prior`), and training
           fine-tunes the prior and ``sigma``. See :meth:`from_pretrained` for use without
           training.
+        - ``"red"`` or ``"red:NAME"``: the same denoiser as the RED gradient of DE-GRAD,
+          ``R(x) = lam (x - D_sigma(x))``
+          (:class:`~implicit_inverse.networks.denoiser.DenoiserGradient`), calibrated the
+          same way; training fine-tunes the prior and the step size.
         - a ``torch.nn.Module`` (image -> image of the same shape), trained as ``R_theta`` of
           DE-GRAD; ``fit`` trains a copy: the module passed in is never modified.
     eta : float, default 1.0

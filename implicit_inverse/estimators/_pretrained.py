@@ -13,7 +13,11 @@ from ..training.calibration import calibration_crops
 from ._parameters import check_scalar_params
 
 
-def pretrained(cls, operator, *, noise_std, name, channels, params):
+FIXED_POINT_MAPS = {"proximal": "pretrained", "red": "red"}
+"""``from_pretrained``'s ``fixed_point_map`` -> the kind of regularizer spec it builds."""
+
+
+def pretrained(cls, operator, *, noise_std, name, channels, fixed_point_map, params):
     """An instance of ``cls`` around the shipped prior ``name``, fitted without training.
 
     Parameters
@@ -25,6 +29,7 @@ def pretrained(cls, operator, *, noise_std, name, channels, params):
     name : str or None
         None is ``cls.default_prior`` (or the package's default prior).
     channels : {1, 3}
+    fixed_point_map : {"proximal", "red"}
     params : dict
         Further hyperparameters.
 
@@ -38,8 +43,12 @@ def pretrained(cls, operator, *, noise_std, name, channels, params):
                          f"measurements to estimate it from), got {noise_std!r}")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    if fixed_point_map not in FIXED_POINT_MAPS:
+        raise ValueError(f"fixed_point_map must be one of {sorted(FIXED_POINT_MAPS)}, got "
+                         f"{fixed_point_map!r}")
     name = cls.default_prior if name is None else name
-    spec = "pretrained" if name is None else f"pretrained:{name}"
+    kind = FIXED_POINT_MAPS[fixed_point_map]
+    spec = kind if name is None else f"{kind}:{name}"
     estimator = cls(operator, regularizer=spec, noise_std=noise_std, **params)
     estimator._validate_params()
     check_scalar_params(estimator)

@@ -1,4 +1,5 @@
-"""Regularizers chosen by name: ``"dncnn:DEPTHxWIDTH"``, ``"pretrained[:NAME]"`` or a module.
+"""Regularizers chosen by name: ``"dncnn:DEPTHxWIDTH"``, ``"pretrained[:NAME]"``,
+``"red[:NAME]"`` or a module.
 
 A spec string is searchable (``GridSearchCV(est, {"regularizer": ["dncnn:5x24",
 "dncnn:17x64"]})``) and is built inside ``fit``, when the channel count and the fitted Tikhonov
@@ -22,9 +23,12 @@ that the amplification by ``(A^T A + lam I)^{-1}`` (up to ``scale / lam``) is th
 noise level."""
 
 ACCEPTED = ('"dncnn:DEPTHxWIDTH" (for example "dncnn:5x24" or "dncnn:17x64"), "pretrained", '
-            '"pretrained:NAME", or a torch.nn.Module')
+            '"pretrained:NAME", "red", "red:NAME", or a torch.nn.Module')
 _DNCNN = re.compile(r"dncnn:(\d+)x(\d+)")
-_PRETRAINED = re.compile(r"pretrained(?::([\w.-]+))?")
+_SHIPPED = re.compile(r"(pretrained|red)(?::([\w.-]+))?")
+DENOISER_KINDS = ("pretrained", "red")
+"""Kinds whose prior is a shipped denoiser ``D(x, sigma)``: the proximal map's, or the RED
+gradient ``lam (x - D(x, sigma))`` of the DE-GRAD step."""
 
 
 def parse_regularizer(spec):
@@ -37,7 +41,9 @@ def parse_regularizer(spec):
 
     Returns
     -------
-    kind : {"dncnn", "pretrained", "module"}
+    kind : {"dncnn", "pretrained", "red", "module"}
+        ``"pretrained"``: a shipped denoiser in the proximal map; ``"red"``: the same denoiser
+        as the RED gradient of the DE-GRAD step.
     argument : tuple (depth, width), str or None (the prior's name, None for the default), or
         the module
 
@@ -54,9 +60,9 @@ def parse_regularizer(spec):
         match = _DNCNN.fullmatch(spec)
         if match and int(match[1]) >= 2 and int(match[2]) >= 1:
             return "dncnn", (int(match[1]), int(match[2]))
-        match = _PRETRAINED.fullmatch(spec)
+        match = _SHIPPED.fullmatch(spec)
         if match:
-            return "pretrained", match[1]
+            return match[1], match[2]
     raise ValueError(f"regularizer must be {ACCEPTED}; got {spec!r} (a DnCNN needs depth >= 2 "
                      "and width >= 1)")
 
@@ -78,14 +84,15 @@ def build_regularizer(spec, channels, lam):
     Returns
     -------
     module : torch.nn.Module
-        A regularizer ``R(x)`` for DE-GRAD, or for ``"pretrained"`` a
-        :class:`~implicit_inverse.networks.NoiseLevelDenoiser` ``D(x, sigma)`` for the
-        proximal map (grayscale priors restore colour images channel by channel).
+        A regularizer ``R(x)`` for DE-GRAD, or for ``"pretrained"`` and ``"red"`` the shipped
+        denoiser ``D(x, sigma)`` (:func:`~implicit_inverse.networks.priors.load_prior`;
+        grayscale priors restore colour images channel by channel), which
+        :func:`~implicit_inverse.training.recipe.build_model` places in its map.
     """
     kind, argument = parse_regularizer(spec)
     if kind == "module":
         return copy.deepcopy(argument)
-    if kind == "pretrained":
+    if kind in DENOISER_KINDS:
         denoiser, _ = load_prior(argument or DEFAULT_PRIOR)
         return denoiser.train()
     depth, width = argument

@@ -25,8 +25,9 @@ from torch import nn
 
 from ..equilibrium import (FixedPointSolver, GradientStep, GradientStrategy, ImplicitLayer,
                            ProximalStep)
+from ..networks.denoiser import DenoiserGradient
 from ..networks.precision import with_precision
-from ..networks.specs import build_regularizer, parse_regularizer
+from ..networks.specs import DENOISER_KINDS, build_regularizer, parse_regularizer
 from ..operators import LinearOperator
 
 
@@ -42,20 +43,23 @@ class ModelSpec:
         A spec of :func:`~implicit_inverse.networks.specs.parse_regularizer`: a DnCNN or a
         module is the gradient prior ``R(x)`` of DE-GRAD (:class:`GradientStep`), a
         ``"pretrained[:NAME]"`` prior the denoiser ``D(x, sigma)`` of the proximal map
-        (:class:`ProximalStep`).
+        (:class:`ProximalStep`), a ``"red[:NAME]"`` prior that denoiser as the RED gradient
+        ``R(x) = lam (x - D(x, sigma))`` of DE-GRAD
+        (:class:`~implicit_inverse.networks.denoiser.DenoiserGradient`).
     channels : int
         Image channels C.
     lam : float or None
         Tikhonov weight of the preconditioner, the starting point and a DnCNN's ``alpha``; None
         until the estimator has fitted it (:func:`build_model` needs it).
     sigma : float or None, default None
-        Strength of a denoiser prior (None until calibrated; unused by a gradient prior).
+        Strength of a denoiser prior (None until calibrated; unused by a learned gradient
+        prior).
     eta : float, default 1.0
         Step size of the map.
     precondition : bool, default True
         Precondition the data step with ``(A^T A + lam I)^{-1}``.
     learn_step : bool, default True
-        Train the step size (gradient prior) or ``sigma`` (denoiser prior).
+        Train the step size (DE-GRAD, RED included) or ``sigma`` (proximal map).
     solver : str or FixedPointSolver, default "anderson"
     gradient : str or GradientStrategy, default "jfb"
     max_iter, tol : int, float, default 100, 1e-4
@@ -87,8 +91,9 @@ class ModelSpec:
 
     @property
     def denoiser_prior(self):
-        """Whether the prior is a denoiser ``D(x, sigma)`` (the proximal map), not ``R(x)``."""
-        return parse_regularizer(self.regularizer)[0] == "pretrained"
+        """Whether the prior is a shipped denoiser ``D(x, sigma)`` (in the proximal map or as a
+        RED gradient), whose ``sigma`` is calibrated, not a learned ``R(x)``."""
+        return parse_regularizer(self.regularizer)[0] in DENOISER_KINDS
 
     def replace(self, **changes):
         """A copy with ``changes`` (field names to values)."""
@@ -128,20 +133,25 @@ def build_model(spec, device="cpu", prior=None):
     Returns
     -------
     ImplicitLayer
-        Around a :class:`GradientStep` (preconditioned as ``spec`` says, Tikhonov start) or a
-        :class:`ProximalStep`, on the CPU.
+        Around a :class:`GradientStep` (preconditioned as ``spec`` says, Tikhonov start; its
+        ``R`` the RED gradient of the denoiser for ``"red"``) or a :class:`ProximalStep`, on
+        the CPU.
     """
     if spec.lam is None or (spec.denoiser_prior and spec.sigma is None):
         raise ValueError("build_model needs a spec with lam (and sigma for a denoiser prior) "
                          "resolved")
-    prior = with_precision(build_prior(spec) if prior is None else prior, spec.precision,
-                           device)
-    if spec.denoiser_prior:
-        step = ProximalStep(spec.operator, prior, lam=spec.lam, sigma=spec.sigma, eta=spec.eta,
+    kind = parse_regularizer(spec.regularizer)[0]
+    prior = build_prior(spec) if prior is None else prior
+    if kind == "pretrained":
+        step = ProximalStep(spec.operator, with_precision(prior, spec.precision, device),
+                            lam=spec.lam, sigma=spec.sigma, eta=spec.eta,
                             precondition=spec.precondition, learn_sigma=spec.learn_step)
     else:
-        step = GradientStep(spec.operator, prior, eta=spec.eta, precondition=spec.precondition,
-                            lam=spec.lam, initializer="tikhonov", learn_step=spec.learn_step)
+        if kind == "red":
+            prior = DenoiserGradient(prior, spec.sigma, spec.lam)
+        step = GradientStep(spec.operator, with_precision(prior, spec.precision, device),
+                            eta=spec.eta, precondition=spec.precondition, lam=spec.lam,
+                            initializer="tikhonov", learn_step=spec.learn_step)
     return ImplicitLayer(step, solver=copy.deepcopy(spec.solver),
                          gradient=copy.deepcopy(spec.gradient), max_iter=spec.max_iter,
                          tol=spec.tol, warn=False, train_max_iter=spec.train_max_iter,
