@@ -10,6 +10,8 @@ same ``lam`` and ``sigma`` by:
   ``x <- D_sigma((A^T A + lam I)^{-1} (lam x + A^T d))``, Anderson with ``mixing=1``);
 - ``proximal, Anderson 0.5``: the same with Anderson's ``mixing=0.5`` (a relaxed combination);
 - ``proximal, relaxed 0.5``: plain iteration of ``x <- x / 2 + T(x) / 2`` (averaged map);
+- ``proximal, Anderson safeguarded``: Anderson that hands a sample to the averaged step once
+  its residual has set no new low for ``--stall-patience`` (10) iterations;
 - ``RED, Anderson``: the DE-GRAD step of this library with the prior as a gradient,
   ``x <- x - P (A^T (A x - d) + lam (x - D_sigma(x)))``, ``P = (A^T A + lam I)^{-1}``.
 
@@ -71,7 +73,7 @@ def relaxed(step, weight):
     return apply
 
 
-def variants(operator, denoiser, lam, sigma):
+def variants(operator, denoiser, lam, sigma, stall_patience):
     """name -> (map ``(x, d) -> T(x; d)``, its starting point ``d -> x0``, solver)."""
     proximal = ProximalStep(operator, denoiser, lam=lam, sigma=sigma, learn_sigma=False)
     red = GradientStep(operator, DenoiserGradient(denoiser, sigma, lam), eta=1.0,
@@ -81,6 +83,8 @@ def variants(operator, denoiser, lam, sigma):
         "proximal, Anderson": (proximal, start, Anderson()),
         "proximal, Anderson 0.5": (proximal, start, Anderson(mixing=0.5)),
         "proximal, relaxed 0.5": (relaxed(proximal, 0.5), start, ForwardIteration()),
+        "proximal, Anderson safeguarded": (proximal, start,
+                                           Anderson(stall_patience=stall_patience)),
         "RED, Anderson": (red, start, Anderson()),
     }
 
@@ -96,6 +100,9 @@ def main(argv=None):
     parser.add_argument("--whole", action="store_true", help="whole photos, not 256x256 crops")
     parser.add_argument("--max-iter", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--stall-patience", type=int, default=10)
+    parser.add_argument("--variants", nargs="+", default=None, metavar="NAME",
+                        help="only these rows (names as in the table)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     denoiser, _ = load_prior_file(args.prior_file) if args.prior_file else load_prior(args.prior)
@@ -107,7 +114,10 @@ def main(argv=None):
         lam, sigma = calibrated_settings(operator, denoiser, args.noise)
         measured = [make_measurements(image, operator, args.noise, random_state=index)
                     for index, image in enumerate(images)]
-        for name, (step, start, solver) in variants(operator, denoiser, lam, sigma).items():
+        rows = variants(operator, denoiser, lam, sigma, args.stall_patience)
+        for name, (step, start, solver) in rows.items():
+            if args.variants and name not in args.variants:
+                continue
             scores, iterations, converged = [], [], []
             begin = time.perf_counter()
             with torch.no_grad():

@@ -305,10 +305,49 @@ def test_solve_rejects_bad_arguments(solver_class, kwargs, name):
     ({"memory": 0}, "memory"), ({"memory": 1.5}, "memory"), ({"mixing": 0.0}, "mixing"),
     ({"mixing": 1.5}, "mixing"), ({"mixing": math.nan}, "mixing"),
     ({"regularization": -1.0}, "regularization"), ({"divergence_ratio": 0.5}, "divergence_ratio"),
+    ({"stall_patience": 0}, "stall_patience"), ({"stall_patience": 2.5}, "stall_patience"),
+    ({"stall_patience": True}, "stall_patience"),
 ])
 def test_anderson_rejects_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
         Anderson(**kwargs)
+
+
+def test_the_stall_safeguard_leaves_a_healthy_solve_alone():
+    f, _, exact, _ = affine_problem([0.5, 0.9])
+    plain, plain_stats = Anderson(stall_patience=None).solve(f, torch.ones_like(exact),
+                                                             max_iter=100, tol=1e-10)
+    guarded = Anderson(stall_patience=5)
+    x, stats = guarded.solve(f, torch.ones_like(exact), max_iter=100, tol=1e-10)
+    torch.testing.assert_close(x, plain)
+    assert torch.equal(stats.iterations, plain_stats.iterations)
+    assert not guarded.averaged_samples.any()
+
+
+def test_a_stalled_sample_continues_with_averaged_steps():
+    """A map whose step grows 1% per call: near x0 its residual sets no new low, so once
+    ``stall_patience`` steps have passed each iterate is ``(x + f(x)) / 2``; without the
+    safeguard Anderson keeps extrapolating."""
+    direction = torch.zeros(1, 1, 4, 4, dtype=DTYPE)
+    direction[..., 0, 0] = 1e-3
+    inputs, outputs = [], []
+
+    def growing_step(x, index):
+        fx = x + 1.01 ** len(inputs) * direction
+        inputs.append(x.clone())
+        outputs.append(fx.clone())
+        return fx
+
+    x0 = torch.full((1, 1, 4, 4), 1e3, dtype=DTYPE)
+    for patience, averaged in ((4, True), (None, False)):
+        inputs.clear(), outputs.clear()
+        solver = Anderson(stall_patience=patience)
+        _, stats = solver.solve(growing_step, x0, max_iter=12, tol=1e-14, warn=False)
+        assert int(stats.iterations[0]) == 12
+        assert bool(solver.averaged_samples.all()) is averaged
+        steps_averaged = [torch.allclose(inputs[k + 1], (inputs[k] + outputs[k]) / 2,
+                                         rtol=0, atol=1e-12) for k in range(5, 11)]
+        assert all(steps_averaged) is averaged and any(steps_averaged) is averaged
 
 
 def test_unknown_keyword_is_a_type_error():

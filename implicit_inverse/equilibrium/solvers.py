@@ -264,6 +264,13 @@ class Anderson(FixedPointSolver):
         Tikhonov weight of the small least-squares system, relative to its scale.
     divergence_ratio : float, default 100.0
         See :class:`FixedPointSolver`.
+    stall_patience : int or None, default 10
+        Safeguard: a sample whose relative residual has not reached a new low for this many
+        iterations leaves the accelerated combination for the averaged step
+        ``x <- (x + f(x)) / 2`` (Krasnosel'skii-Mann) for the rest of its solve. Anderson's
+        extrapolation can stall on a map at the edge of contraction where the averaged
+        iteration still converges (measured in ``docs/priors.rst``: it changed no solve that
+        converged and made the stalled ones converge). None: never.
 
     Notes
     -----
@@ -271,25 +278,57 @@ class Anderson(FixedPointSolver):
     sample takes a plain step ``f(x)`` instead.
     """
 
-    def __init__(self, memory=5, mixing=1.0, regularization=1e-8, divergence_ratio=100.0):
+    def __init__(self, memory=5, mixing=1.0, regularization=1e-8, divergence_ratio=100.0,
+                 stall_patience=10):
         super().__init__(divergence_ratio)
         if isinstance(memory, bool) or not isinstance(memory, numbers.Integral) or memory < 1:
             raise ValueError(f"memory must be an integer >= 1, got {memory!r}")
         _check_real(mixing, "mixing", low=0.0, open_low=True, high=1.0)
         _check_real(regularization, "regularization", low=0.0)
+        if stall_patience is not None and (
+                isinstance(stall_patience, bool)
+                or not isinstance(stall_patience, numbers.Integral) or stall_patience < 1):
+            raise ValueError(f"stall_patience must be an integer >= 1 or None, got "
+                             f"{stall_patience!r}")
         self.memory = int(memory)
         self.mixing = float(mixing)
         self.regularization = float(regularization)
+        self.stall_patience = None if stall_patience is None else int(stall_patience)
 
     def _start(self, x0):
         shape = (x0.shape[0], self.memory, x0[0].numel())
         self._xs = torch.zeros(shape, dtype=x0.dtype, device=x0.device)
         self._fs = torch.zeros_like(self._xs)
+        batch = (x0.shape[0],)
+        self._lowest = torch.full(batch, math.inf, device=x0.device)
+        self._since_lowest = torch.zeros(batch, dtype=torch.long, device=x0.device)
+        self._averaging = torch.zeros(batch, dtype=torch.bool, device=x0.device)
 
     def _release(self):
+        self._averaged_last = self._averaging.cpu()
         self._xs = self._fs = None
+        self._lowest = self._since_lowest = self._averaging = None
+
+    @property
+    def averaged_samples(self):
+        """Whether each sample of the last solve ended on averaged steps (the safeguard), a
+        bool tensor of shape (B,); None before a solve."""
+        return getattr(self, "_averaged_last", None)
 
     def _next(self, x, fx, index, iteration):
+        accelerated = self._accelerated(x, fx, index, iteration)
+        if self.stall_patience is None:
+            return accelerated
+        _, residual = _residuals(fx, x)
+        lower = residual.float() < self._lowest[index]
+        self._lowest[index] = torch.where(lower, residual.float(), self._lowest[index])
+        self._since_lowest[index] = torch.where(lower, 0, self._since_lowest[index] + 1)
+        self._averaging[index] |= self._since_lowest[index] >= self.stall_patience
+        averaging = self._averaging[index].reshape(-1, *([1] * (fx.ndim - 1)))
+        return torch.where(averaging, (x + fx) / 2, accelerated)
+
+    def _accelerated(self, x, fx, index, iteration):
+        """Anderson's combination of the stored iterates (a plain step while one is stored)."""
         slot = iteration % self.memory
         self._xs[index, slot] = x.flatten(1)
         self._fs[index, slot] = fx.flatten(1)

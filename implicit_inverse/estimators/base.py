@@ -375,10 +375,8 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         """An estimator around a shipped denoising prior, ready to ``predict`` without training.
 
         The map is plug-and-play proximal gradient,
-        ``x <- D_sigma(x - eta (A^T A + lam I)^{-1} A^T (A x - d))``, with the prior ``D``, or
-        with ``fixed_point_map="red"`` the DE-GRAD step with ``D``'s residual as the gradient
-        of the prior (regularization by denoising),
-        ``x <- x - eta (A^T A + lam I)^{-1} (A^T (A x - d) + lam (x - D_sigma(x)))``.
+        ``x <- D_sigma(x - eta (A^T A + lam I)^{-1} A^T (A x - d))``, with the prior ``D``
+        (or, with ``fixed_point_map="red"``, DE-GRAD with the RED gradient ``lam (x - D(x))``).
         With ``lam="auto"`` (the default) ``lam`` and ``sigma`` are calibrated for this
         operator and noise level by restoring four 64x64 crops of the prior's own training
         photos, measured through ``operator`` with noise of std ``noise_std`` (a few seconds;
@@ -400,10 +398,7 @@ class ImplicitRegressor(ImageRegressorMixin, BaseEstimator):
         channels : int, default 1
             Channels of the images to restore (3 for RGB: a grayscale prior restores each
             channel).
-        fixed_point_map : {"proximal", "red"}, default "proximal"
-            Where the denoiser sits: in the proximal map (``regularizer="pretrained:NAME"``,
-            the map the across-kernels prior was trained in) or in the RED gradient
-            (``regularizer="red:NAME"``). ``docs/priors.rst`` compares them.
+        fixed_point_map : {"proximal", "red"}, default "proximal"; see ``docs/priors.rst``
         **params
             Further hyperparameters (``max_iter``, ``tol``, ``device``, ``lam``, ...).
 
