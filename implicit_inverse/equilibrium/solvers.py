@@ -270,7 +270,7 @@ class Anderson(FixedPointSolver):
         ``x <- (x + f(x)) / 2`` (Krasnosel'skii-Mann) for the rest of its solve. Anderson's
         extrapolation can stall on a map at the edge of contraction where the averaged
         iteration still converges (measured in ``docs/priors.rst``: it changed no solve that
-        converged and made the stalled ones converge). None: never.
+        converged and finished the one that stalled). None: never.
 
     Notes
     -----
