@@ -121,8 +121,9 @@ class FixedPointSolver(abc.ABC):
         """Reset the solver's memory for a batch shaped like ``x0``."""
 
     @abc.abstractmethod
-    def _next(self, x, fx, index, iteration):
-        """Next iterates of the still-active samples ``index`` from ``x`` and ``f(x)``."""
+    def _next(self, x, fx, index, iteration, residual):
+        """Next iterates of the still-active samples ``index`` from ``x``, ``f(x)`` and their
+        relative residuals ``||f(x) - x|| / ||x||`` (shape (B',), computed by the loop)."""
 
     def _release(self):
         """Drop the memory of the last solve (nothing by default)."""
@@ -211,8 +212,8 @@ class FixedPointSolver(abc.ABC):
             if going.numel() == 0:
                 break
             if going.numel() < index.numel():
-                index, x, fx = index[going], x[going], fx[going]
-            x = self._next(x, fx, index, iteration)
+                index, x, fx, residual = index[going], x[going], fx[going], residual[going]
+            x = self._next(x, fx, index, iteration, residual)
         self._release()
         final = torch.where(torch.isfinite(best_residual), best_residual,
                             torch.full_like(best_residual, math.inf))
@@ -247,7 +248,7 @@ class ForwardIteration(FixedPointSolver):
     def _start(self, x0):
         pass
 
-    def _next(self, x, fx, index, iteration):
+    def _next(self, x, fx, index, iteration, residual):
         return fx
 
 
@@ -277,6 +278,10 @@ class Anderson(FixedPointSolver):
     When the least-squares system is singular or yields non-finite weights for a sample, that
     sample takes a plain step ``f(x)`` instead.
     """
+
+    # what a solver unpickled from a file older than the safeguard runs with: no safeguard
+    stall_patience = None
+    _averaged_last = None
 
     def __init__(self, memory=5, mixing=1.0, regularization=1e-8, divergence_ratio=100.0,
                  stall_patience=10):
@@ -313,13 +318,12 @@ class Anderson(FixedPointSolver):
     def averaged_samples(self):
         """Whether each sample of the last solve ended on averaged steps (the safeguard), a
         bool tensor of shape (B,); None before a solve."""
-        return getattr(self, "_averaged_last", None)
+        return self._averaged_last
 
-    def _next(self, x, fx, index, iteration):
+    def _next(self, x, fx, index, iteration, residual):
         accelerated = self._accelerated(x, fx, index, iteration)
         if self.stall_patience is None:
             return accelerated
-        _, residual = _residuals(fx, x)
         lower = residual.float() < self._lowest[index]
         self._lowest[index] = torch.where(lower, residual.float(), self._lowest[index])
         self._since_lowest[index] = torch.where(lower, 0, self._since_lowest[index] + 1)
